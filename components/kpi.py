@@ -1,0 +1,170 @@
+"""Plant KPIs and mass/charge balances computed from a run's results.
+
+Both read the recorded DataFrame only (columns ``component.port``), so they
+work on a fresh run or on a results file read back from disk.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from models.electrochemistry import F, M_HCOO, M_HCOOH, Z_FORMATE, Z_H2
+
+from .plant import LIMITS
+
+__all__ = ["kpis", "balances", "KPI_UNITS"]
+
+KPI_UNITS = {
+    "duration_h": "h",
+    "mean_current_A": "A",
+    "mean_cell_voltage_V": "V",
+    "mean_fe_formate": "1",
+    "formate_production_g_per_h": "g/h",
+    "formate_produced_mol": "mol",
+    "energy_kWh": "kWh",
+    "energy_kWh_per_kg_HCOOH": "kWh/kg",
+    "energy_kWh_per_kmol_formate": "kWh/kmol",
+    "single_pass_conversion_pct": "%",
+    "overall_conversion_pct": "%",
+    "final_product_conc_mol_L": "mol/L",
+    "final_product_conc_g_L": "g/L",
+    "time_outside_limits_s": "s",
+}
+
+
+def _span(frame: pd.DataFrame, column: str) -> float:
+    series = frame[column]
+    return float(series.iloc[-1] - series.iloc[0])
+
+
+def kpis(frame: pd.DataFrame, limits: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Run KPIs; a KPI whose signals were not recorded is absent, not guessed.
+
+    Means are charge- or time-weighted from the cumulative signals (exact under
+    decimation). ``time_outside_limits_s`` counts recorded rows outside the
+    operating limits times the row spacing, per signal in ``outside_limits``.
+    """
+    cols = set(frame.columns)
+    out: dict[str, Any] = {}
+    times = frame.index.to_numpy()
+    duration = float(times[-1] - times[0]) if len(times) > 1 else 0.0
+    out["duration_h"] = duration / 3600.0
+    if {"reactor.charge_passed", "reactor.energy"} <= cols and duration > 0:
+        charge_c = _span(frame, "reactor.charge_passed") * 3600.0
+        out["mean_current_A"] = charge_c / duration
+        if charge_c > 0:
+            out["mean_cell_voltage_V"] = _span(frame, "reactor.energy") * 3.6e6 / charge_c
+    if "reactor.formate_produced" in cols:
+        formate = _span(frame, "reactor.formate_produced")
+        out["formate_produced_mol"] = formate
+        if duration > 0:
+            out["formate_production_g_per_h"] = formate * M_HCOO / (duration / 3600.0)
+        if "reactor.charge_passed" in cols:
+            charge_c = _span(frame, "reactor.charge_passed") * 3600.0
+            out["mean_fe_formate"] = formate * Z_FORMATE * F / charge_c if charge_c > 0 else 0.0
+        if "reactor.energy" in cols:
+            energy = _span(frame, "reactor.energy")
+            out["energy_kWh"] = energy
+            if formate > 0:
+                out["energy_kWh_per_kg_HCOOH"] = energy / (formate * M_HCOOH / 1000.0)
+                out["energy_kWh_per_kmol_formate"] = energy / (formate / 1000.0)
+        if "reactor.co2_fed" in cols and _span(frame, "reactor.co2_fed") > 0:
+            out["single_pass_conversion_pct"] = 100.0 * formate / _span(frame, "reactor.co2_fed")
+        if "feed.fresh_co2_fed" in cols and _span(frame, "feed.fresh_co2_fed") > 0:
+            out["overall_conversion_pct"] = 100.0 * formate / _span(frame, "feed.fresh_co2_fed")
+    if "separation.tank_formate_conc" in cols:
+        out["final_product_conc_mol_L"] = float(frame["separation.tank_formate_conc"].iloc[-1])
+    if "separation.tank_formic_acid" in cols:
+        out["final_product_conc_g_L"] = float(frame["separation.tank_formic_acid"].iloc[-1])
+    limits = dict(LIMITS if limits is None else limits)
+    spacing = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+    outside: dict[str, float] = {}
+    for name, (low, high) in limits.items():
+        if name not in cols:
+            continue
+        values = frame[name].to_numpy()[1:]
+        bad = np.zeros(len(values), dtype=bool)
+        if low is not None:
+            bad |= values < low
+        if high is not None:
+            bad |= values > high
+        outside[name] = float(bad.sum()) * spacing
+    if outside:
+        out["time_outside_limits_s"] = sum(outside.values())
+        out["outside_limits"] = outside
+    return out
+
+
+def balances(frame: pd.DataFrame) -> dict[str, float]:
+    """Largest relative residual of each balance over all recorded rows.
+
+    ``charge``: formate and H2 partial currents against the cell current.
+    ``carbon_cell``: CO2 in = CO2 out + formate + carbonate.
+    ``carbon_feed``: CO2 into the cell = fresh + recycled.
+    Step balances that relate consecutive rows (``carbon_separator``,
+    ``tank``, ``recycle_link``, ``carbon_plant``) need every step recorded and
+    are absent under decimation. Residuals are scaled by the largest flow in
+    the balance, so 1e-12 means closed to rounding.
+    """
+    cols = set(frame.columns)
+    out: dict[str, float] = {}
+
+    def col(name: str) -> np.ndarray:
+        return frame[name].to_numpy()
+
+    def rel(residual: np.ndarray, *scales: np.ndarray) -> float:
+        scale = np.maximum.reduce([np.abs(s) for s in scales])
+        scale = np.maximum(scale, 1e-300)
+        ok = np.abs(residual) <= 0  # exact zeros where the scale is zero
+        return float(np.max(np.where(ok, 0.0, np.abs(residual) / scale), initial=0.0))
+
+    if {"power.current", "reactor.formate_rate", "reactor.h2_rate"} <= cols:
+        current = col("power.current")
+        partial = (col("reactor.formate_rate") * Z_FORMATE + col("reactor.h2_rate") * Z_H2) * F
+        out["charge"] = rel(partial - current, current)
+    cell = ["reactor.co2_in_rate", "reactor.co2_out_rate", "reactor.formate_rate",
+            "reactor.carbonate_rate"]
+    if set(cell) <= cols:
+        co2_in, co2_out, formate, carb = (col(c) for c in cell)
+        out["carbon_cell"] = rel(co2_in - co2_out - formate - carb, co2_in)
+        if (formate > co2_in).any():
+            out["carbon_cell"] = math.inf
+    if {"reactor.co2_in_rate", "feed.fresh_co2_rate", "feed.recycle_co2_rate"} <= cols:
+        fresh, rec, co2_in = col("feed.fresh_co2_rate"), col("feed.recycle_co2_rate"), col("reactor.co2_in_rate")
+        out["carbon_feed"] = rel(co2_in - fresh - rec, co2_in)
+    times = frame.index.to_numpy()
+    if len(times) < 2:
+        return out
+    dt = np.diff(times)
+    steps = frame.attrs.get("scenario", {}).get("step_s")
+    if steps is not None and not np.allclose(dt, steps, rtol=1e-9, atol=0):
+        return out
+    sep = ["reactor.co2_out_rate", "separation.vent_co2_rate", "separation.co2_recycle_rate",
+           "separation.separator_co2"]
+    if set(sep) <= cols:
+        co2_out, vent, rec, hold = (col(c) for c in sep)
+        change = np.diff(hold) / dt
+        out["carbon_separator"] = rel(co2_out[1:] - vent[1:] - rec[1:] - change, co2_out[1:])
+    tank = ["reactor.formate_rate", "separation.product_draw_rate", "separation.tank_formate"]
+    if set(tank) <= cols:
+        formate, draw, inv = (col(c) for c in tank)
+        out["tank"] = rel(np.diff(inv) / dt - formate[1:] + draw[1:], formate[1:], draw[1:])
+    if {"feed.recycle_co2_rate", "separation.co2_recycle_rate"} <= cols:
+        fed, sent = col("feed.recycle_co2_rate"), col("separation.co2_recycle_rate")
+        out["recycle_link"] = rel(fed[1:] - sent[:-1], sent[:-1])
+    plant = ["feed.fresh_co2_fed", "separation.vent_co2_rate", "reactor.formate_produced",
+             "reactor.carbonate_rate", "separation.separator_co2", "separation.co2_recycle_rate"]
+    if set(plant) <= cols:
+        fed = _span(frame, "feed.fresh_co2_fed")
+        vented = float(np.sum(col("separation.vent_co2_rate")[1:] * dt))
+        lost = float(np.sum(col("reactor.carbonate_rate")[1:] * dt))
+        made = _span(frame, "reactor.formate_produced")
+        held = _span(frame, "separation.separator_co2")
+        rec = col("separation.co2_recycle_rate")
+        transit = (rec[-1] - rec[0]) * dt[0]
+        residual = fed - vented - lost - made - held - transit
+        out["carbon_plant"] = abs(residual) / max(fed, vented + lost + made, 1e-300)
+    return out

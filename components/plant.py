@@ -1,0 +1,122 @@
+"""The standard plant: which components, how they are wired, what a scenario may drive.
+
+::
+
+    power ──current──▶ reactor ──gas, formate──▶ separation
+      ▲                  ▲  │                        │
+      └─cell_voltage─────┼──┘ (delayed)              │
+    feed ──flows, concentrations──┘                   │
+      ▲──────────── co2_recycle_flow (delayed) ──────┘
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+from cosim import Component, Connection, SetParameter, WiringError
+
+from .feed import Feed
+from .power import PowerSupply
+from .reactor import Reactor
+from .separation import Separation
+
+__all__ = ["STAGES", "INPUTS", "FAULTS", "LIMITS", "KEY_SIGNALS", "build_plant", "resolve_input"]
+
+#: component name -> class, in the order they are declared to the engine
+STAGES: dict[str, type[Component]] = {
+    "power": PowerSupply,
+    "feed": Feed,
+    "reactor": Reactor,
+    "separation": Separation,
+}
+
+_WIRES = [
+    ("power.current", "reactor.current"),
+    ("feed.gas_flow", "reactor.gas_flow"),
+    ("feed.co2_fraction", "reactor.co2_fraction"),
+    ("feed.anolyte_flow", "reactor.anolyte_flow"),
+    ("feed.catholyte_flow", "reactor.catholyte_flow"),
+    ("feed.anolyte_conc", "reactor.anolyte_conc"),
+    ("feed.catholyte_conc", "reactor.catholyte_conc"),
+    ("feed.humidity", "reactor.humidity"),
+    ("reactor.co2_out_rate", "separation.co2_rate"),
+    ("reactor.h2_rate", "separation.h2_rate"),
+    ("reactor.n2_rate", "separation.n2_rate"),
+    ("reactor.formate_rate", "separation.formate_rate"),
+    ("feed.catholyte_flow", "separation.catholyte_flow"),
+]
+_FEEDBACK = [
+    ("reactor.cell_voltage", "power.cell_voltage"),
+    ("separation.co2_recycle_flow", "feed.co2_recycle"),
+]
+
+#: short scenario names of the plant's external inputs -> ``component.port``
+INPUTS: dict[str, str] = {
+    "current": "power.current_setpoint",
+    "gas_flow": "feed.gas_flow_setpoint",
+    "co2_fraction": "feed.co2_fraction_setpoint",
+    "anolyte_flow": "feed.anolyte_flow_setpoint",
+    "catholyte_flow": "feed.catholyte_flow_setpoint",
+    "anolyte_conc": "feed.anolyte_conc_setpoint",
+    "catholyte_conc": "feed.catholyte_conc_setpoint",
+    "humidity": "feed.humidity_setpoint",
+    "ambient_temperature": "reactor.ambient_temperature",
+    "recycle_fraction": "separation.recycle_fraction",
+    "product_draw": "separation.product_draw",
+}
+
+#: plant faults -> the parameter change each one is. Arguments come from the scenario.
+FAULTS: dict[str, Callable[..., SetParameter]] = {
+    "pump_stop": lambda at, pump: SetParameter(
+        at, f"feed.{pump}_pump_on", 0.0, label=f"{pump} pump stops"),
+    "pump_restart": lambda at, pump: SetParameter(
+        at, f"feed.{pump}_pump_on", 1.0, label=f"{pump} pump restarts"),
+    "co2_supply_drop": lambda at, fraction: SetParameter(
+        at, "feed.co2_supply_fraction", fraction, label="CO2 supply drops"),
+    "co2_supply_restore": lambda at: SetParameter(
+        at, "feed.co2_supply_fraction", 1.0, label="CO2 supply restored"),
+    "power_trip": lambda at: SetParameter(
+        at, "power.output_enabled", 0.0, label="power supply trips"),
+    "power_restore": lambda at: SetParameter(
+        at, "power.output_enabled", 1.0, label="power supply restored"),
+}
+
+#: operating limits for the "time outside limits" KPI: signal -> (low, high), None = open
+LIMITS: dict[str, tuple[float | None, float | None]] = {
+    "reactor.cell_voltage": (None, 4.5),
+    "reactor.current_density": (None, 300.0),
+    "reactor.cell_temperature": (None, 60.0),
+    "reactor.anolyte_ph": (12.0, None),
+    "reactor.fe_formate": (0.5, None),
+}
+
+
+def resolve_input(name: str) -> str:
+    """Scenario input name (``current`` or ``power.current_setpoint``) -> ``component.port``."""
+    return INPUTS.get(name, name)
+
+
+def build_plant(
+    parameters: Mapping[str, Mapping[str, float]] | None = None,
+) -> tuple[dict[str, Component], list[Connection]]:
+    """Instantiate the four stages with parameter overrides and return them with their wiring."""
+    parameters = dict(parameters or {})
+    unknown = sorted(set(parameters) - set(STAGES))
+    if unknown:
+        raise WiringError(
+            f"unknown plant component(s) {', '.join(unknown)}; known: {', '.join(STAGES)}"
+        )
+    components = {name: cls(**parameters.get(name, {})) for name, cls in STAGES.items()}
+    connections = [Connection(a, b) for a, b in _WIRES]
+    connections += [Connection(a, b, delayed=True) for a, b in _FEEDBACK]
+    return components, connections
+
+#: signals worth a look after a run: (column, axis label)
+KEY_SIGNALS: list[tuple[str, str]] = [
+    ("power.current", "current [A]"),
+    ("reactor.cell_voltage", "cell voltage [V]"),
+    ("reactor.fe_formate", "FE formate [1]"),
+    ("reactor.formate_production", "formate [g/h]"),
+    ("reactor.outlet_co2_fraction", "outlet CO2 [%]"),
+    ("reactor.anolyte_ph", "anolyte pH"),
+    ("separation.tank_formate_conc", "tank formate [mol/L]"),
+]

@@ -1,0 +1,55 @@
+"""Power supply: a galvanostat with current limit, slew rate and compliance voltage."""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from cosim import Component, Parameter, Port
+
+__all__ = ["PowerSupply"]
+
+
+class PowerSupply(Component):
+    """Delivers the current set point within its limits.
+
+    The current follows the set point at most ``slew_rate`` A/s, never above
+    ``max_current``. When the cell voltage (fed back, one step delayed) exceeds
+    ``max_voltage`` the supply enters compliance and scales the current down by
+    ``max_voltage / voltage``; ``voltage_limited`` records that it did.
+    ``output_enabled`` = 0 (a trip) drops the current to zero at once.
+    """
+
+    inputs = (
+        Port("current_setpoint", "A", 0.0, 1000.0, "current asked for", start=5.0),
+        Port("cell_voltage", "V", 0.0, 100.0, "measured cell voltage (feedback)", start=0.0),
+    )
+    outputs = (
+        Port("current", "A", 0.0, 1000.0, "current delivered to the cell", start=0.0, measured=True),
+        Port("voltage_limited", "1", 0.0, 1.0, "1 while the compliance voltage limits current"),
+    )
+    parameters = (
+        Parameter("max_current", 50.0, "A", "rated current", 0.0, 1000.0),
+        Parameter("max_voltage", 6.0, "V", "compliance voltage", 0.0, 100.0),
+        Parameter("slew_rate", 10.0, "A/s", "largest change of current per second", 0.0, math.inf),
+        Parameter("output_enabled", 1.0, "1", "0 trips the output", 0.0, 1.0, tunable=True),
+    )
+    state_names = ("_current",)
+
+    def initialize(self, t0: float) -> None:
+        self._current: float | None = None
+
+    def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        p = self.p
+        target = min(inputs["current_setpoint"], p.max_current) * p.output_enabled
+        voltage = inputs["cell_voltage"]
+        limited = voltage > p.max_voltage
+        previous = target if self._current is None else self._current
+        if limited:
+            target = min(target, previous * p.max_voltage / voltage)
+        if self._current is None or p.output_enabled == 0.0:
+            current = target
+        else:
+            change = p.slew_rate * dt
+            current = previous + max(-change, min(change, target - previous))
+        self._current = current
+        return {"current": current, "voltage_limited": 1.0 if limited else 0.0}

@@ -1,0 +1,113 @@
+"""Separation stage: gas-liquid separator, CO2 recycle and the recirculating product tank."""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from cosim import Component, Parameter, Port
+from models import electrochemistry as ec
+
+__all__ = ["Separation"]
+
+
+class Separation(Component):
+    """Gas-liquid separator with gas hold-up, CO2 recycle and product tank.
+
+    The separator headspace is a well-mixed volume at constant pressure: what
+    leaves equals what enters, with the composition of the hold-up, which
+    lags the inlet by ``V / flow`` (tens of seconds). A ``recycle_fraction`` of
+    the CO2 leaving it returns to the feed (an ideal CO2 separation unit), the
+    rest is vented with the H2 and N2. The catholyte recirculates through the
+    product tank, which accumulates formate; ``product_draw`` withdraws
+    product (replaced by fresh catholyte, so the volume stays constant).
+
+    Flows of conserved quantities are step averages (``inflow - change of
+    hold-up / dt``), so the carbon and formate balances close exactly on the
+    recorded rows.
+    """
+
+    inputs = (
+        Port("co2_rate", "mol/s", 0.0, 1.0, "CO2 in the cell outlet gas"),
+        Port("h2_rate", "mol/s", 0.0, 1.0, "H2 in the cell outlet gas"),
+        Port("n2_rate", "mol/s", 0.0, 1.0, "N2 in the cell outlet gas"),
+        Port("formate_rate", "mol/s", 0.0, 1.0, "formate leaving the cell with the catholyte"),
+        Port("catholyte_flow", "mL/min", 0.0, 1000.0, "catholyte flow through the cell", start=5.57),
+        Port("recycle_fraction", "1", 0.0, 1.0, "share of separated CO2 sent back to the feed", start=0.0),
+        Port("product_draw", "mL/min", 0.0, 1000.0, "product withdrawn from the tank", start=0.0),
+    )
+    outputs = (
+        Port("vent_flow", "mL/min", 0.0, 20000.0, "vent gas flow"),
+        Port("vent_co2_rate", "mol/s", 0.0, 1.0, "CO2 vented (step average)"),
+        Port("vent_co2_fraction", "%", 0.0, 100.0, "CO2 in the vent gas", measured=True),
+        Port("vent_h2_fraction", "%", 0.0, 100.0, "H2 in the vent gas", measured=True),
+        Port("co2_recycle_flow", "mL/min", 0.0, 10000.0, "CO2 sent back to the feed"),
+        Port("co2_recycle_rate", "mol/s", 0.0, 1.0, "CO2 sent back to the feed (step average)"),
+        Port("separator_co2", "mol", 0.0, math.inf, "CO2 held up in the separator"),
+        Port("tank_formate", "mol", 0.0, math.inf, "formate in the product tank"),
+        Port("tank_formate_conc", "mol/L", 0.0, 30.0, "formate concentration in the tank", measured=True),
+        Port("tank_formic_acid", "g/L", 0.0, 1500.0, "product concentration as HCOOH"),
+        Port("cell_outlet_formate_conc", "mol/L", 0.0, 30.0, "formate concentration leaving the cell"),
+        Port("product_draw_rate", "mol/s", 0.0, 1.0, "formate withdrawn (step average)"),
+    )
+    parameters = (
+        Parameter("separator_volume_L", 0.25, "L", "separator gas headspace", 1e-6, 1e4),
+        Parameter("tank_volume_L", 2.0, "L", "catholyte product tank volume", 1e-6, 1e6),
+        Parameter("initial_formate_conc", 0.0, "mol/L", "formate in the tank at the start", 0.0, 30.0),
+        Parameter("initial_co2_fraction", 100.0, "%", "CO2 share of the separator gas at the start", 0.0, 100.0),
+    )
+    state_names = ("_gas", "_tank")
+
+    def initialize(self, t0: float) -> None:
+        total = self.p.separator_volume_L / ec.MOLAR_VOLUME_L
+        x = self.p.initial_co2_fraction / 100.0
+        self._gas = (total * x, 0.0, total * (1.0 - x))  # CO2, H2, N2 [mol]
+        self._tank = self.p.initial_formate_conc * self.p.tank_volume_L
+
+    def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        p = self.p
+        xp = ec.namespace(*inputs.values())
+        feed = (inputs["co2_rate"], inputs["h2_rate"], inputs["n2_rate"])
+        holdup = p.separator_volume_L / ec.MOLAR_VOLUME_L
+        inflow = feed[0] + feed[1] + feed[2]
+        before = self._gas
+        exchange = xp.exp(-inflow / holdup * dt)
+        safe_in = xp.maximum(inflow, 1e-300)
+        steady = tuple(f / safe_in * holdup for f in feed)
+        after = tuple(s + (n - s) * exchange for n, s in zip(before, steady))
+        self._gas = after
+        if dt > 0.0:
+            out = tuple(f - (a - b) / dt for f, a, b in zip(feed, after, before))
+        else:
+            out = tuple(inflow * n / holdup for n in after)
+        recycle = inputs["recycle_fraction"] * out[0]
+        vent_co2 = out[0] - recycle
+        vent = vent_co2 + out[1] + out[2]
+        safe_vent = xp.maximum(vent, 1e-300)
+
+        volume = p.tank_volume_L
+        draw = inputs["product_draw"] / 60000.0  # L/s
+        formate_in = inputs["formate_rate"]
+        before_tank = self._tank
+        steady = formate_in * volume / xp.maximum(draw, 1e-300)
+        mixed = steady + (before_tank - steady) * xp.exp(-draw / volume * dt)
+        self._tank = xp.where(draw > 0.0, mixed, before_tank + formate_in * dt)
+        if dt > 0.0:
+            draw_rate = xp.where(draw > 0.0, formate_in - (self._tank - before_tank) / dt, 0.0)
+        else:
+            draw_rate = draw * self._tank / volume
+        conc = self._tank / volume
+        q_cat = inputs["catholyte_flow"] / 60000.0
+        return {
+            "vent_flow": ec.gas_ml_min(vent),
+            "vent_co2_rate": vent_co2,
+            "vent_co2_fraction": 100.0 * vent_co2 / safe_vent,
+            "vent_h2_fraction": 100.0 * out[1] / safe_vent,
+            "co2_recycle_flow": ec.gas_ml_min(recycle),
+            "co2_recycle_rate": recycle,
+            "separator_co2": after[0],
+            "tank_formate": self._tank,
+            "tank_formate_conc": conc,
+            "tank_formic_acid": conc * ec.M_HCOOH,
+            "cell_outlet_formate_conc": conc + xp.where(q_cat > 0.0, formate_in / xp.maximum(q_cat, 1e-300), 0.0),
+            "product_draw_rate": draw_rate,
+        }

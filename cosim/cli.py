@@ -1,0 +1,172 @@
+"""The ``co2twin`` command line: run, validate, schema, signals, bench."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from .errors import CosimError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="co2twin: digital twin of a CO2-to-formic-acid electroreduction pilot plant.",
+)
+_out = Console()
+_err = Console(stderr=True)
+
+
+def _fail(exc: BaseException, code: int = 1) -> None:
+    _err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.command("run")
+def run_command(
+    scenario: Path = typer.Argument(..., help="scenario YAML file"),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="results file (.parquet or .csv); default: the scenario's "
+        "output.file, else results/<name>.parquet"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="save a PNG of the key signals"),
+    as_json: bool = typer.Option(False, "--json", help="print KPIs and balances as JSON"),
+    progress: Optional[bool] = typer.Option(
+        None, "--progress/--no-progress", help="progress bar (default: on a terminal only)"),
+) -> None:
+    """Run a scenario, write its results, print KPIs (and optionally plot)."""
+    from components.kpi import KPI_UNITS, balances, kpis
+    from components.plant import KEY_SIGNALS
+
+    from .plot import plot_signals
+    from .recorder import write_results
+    from .scenario import load_scenario, operating_limits
+    from .scenario import run as run_scenario
+
+    try:
+        sc = load_scenario(scenario)
+        if output is None:
+            output = Path(sc.output.file) if sc.output else Path("results") / f"{sc.name}.parquet"
+        fmt = sc.output.format if (sc.output and output == Path(sc.output.file)) else None
+        suffix = (fmt or output.suffix.lstrip(".")).lower()
+        if suffix not in ("parquet", "csv"):
+            raise CosimError(f"{output}: expected a .parquet or .csv results file")
+        if plot is not None and plot.suffix.lower() != ".png":
+            raise CosimError(f"{plot}: expected a .png file for --plot")
+        frame = run_scenario(sc, progress=progress)
+        figures = kpis(frame, operating_limits(sc))
+        residuals = balances(frame)
+        write_results(frame, output, fmt)
+        if plot is not None:
+            plot_signals(frame, KEY_SIGNALS, plot, title=sc.name)
+    except CosimError as exc:
+        _fail(exc)
+    except OSError as exc:
+        _fail(f"{exc.filename or ''}: {exc.strerror or exc}")
+    if as_json:
+        print(json.dumps({"scenario": sc.name, "output": str(output), "kpis": figures,
+                          "balances": residuals}, indent=1, default=float))
+        return
+    table = RichTable(title=f"{sc.name}: {sc.duration / 3600:g} h at {sc.step:g} s steps")
+    table.add_column("KPI")
+    table.add_column("value", justify="right")
+    table.add_column("unit")
+    for key, value in figures.items():
+        if key == "outside_limits":
+            continue
+        table.add_row(key, f"{value:.6g}", KPI_UNITS.get(key, ""))
+    _out.print(table)
+    for name, seconds in figures.get("outside_limits", {}).items():
+        if seconds:
+            _out.print(f"  outside limits: {name} for {seconds:g} s")
+    worst = max(residuals.values(), default=0.0)
+    _out.print(f"balances closed to {worst:.1e} (relative; {', '.join(residuals)})")
+    _out.print(f"results: {output}" + (f"   plot: {plot}" if plot else ""))
+
+
+@app.command("validate")
+def validate_command(
+    scenarios: list[Path] = typer.Argument(..., help="scenario YAML file(s)"),
+) -> None:
+    """Check scenario files without running them; exit 1 if any is invalid."""
+    from .scenario import load_scenario
+
+    failed = False
+    for path in scenarios:
+        try:
+            sc = load_scenario(path)
+        except CosimError as exc:
+            _err.print(f"[red]invalid[/] {exc}", highlight=False, soft_wrap=True)
+            failed = True
+            continue
+        _out.print(f"[green]ok[/] {path}: {sc.name!r}, {sc.steps:,} steps of {sc.step:g} s, "
+                   f"{len(sc.events)} event(s)", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("schema")
+def schema_command(
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="write to a file"),
+) -> None:
+    """Print the JSON Schema of scenario files (for editor completion)."""
+    from .scenario import json_schema
+
+    text = json.dumps(json_schema(), indent=2)
+    if output is None:
+        print(text)
+    else:
+        output.write_text(text + "\n")
+
+
+@app.command("signals")
+def signals_command() -> None:
+    """List the plant's signals with units and bounds, and the scenario input names."""
+    from components.plant import INPUTS, STAGES
+
+    table = RichTable(title="plant signals")
+    for col in ("signal", "direction", "unit", "bounds", "description"):
+        table.add_column(col)
+    for cname, cls in STAGES.items():
+        for direction, ports in (("out", cls.outputs), ("in", cls.inputs)):
+            for p in ports:
+                table.add_row(f"{cname}.{p.name}", direction + (" (measured)" if p.measured else ""),
+                              p.unit, p.bounds_text(), p.description)
+    _out.print(table)
+    _out.print("scenario input names: " + ", ".join(f"{k} -> {v}" for k, v in INPUTS.items()))
+
+
+@app.command("bench")
+def bench_command(
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    steps: int = typer.Option(20_000, help="steps per timed run", min=100),
+) -> None:
+    """Measure engine and plant speed side by side, and the 24 h scenario's wall time."""
+    from .bench import measure
+
+    figures = measure(steps=steps)
+    if as_json:
+        print(json.dumps(figures))
+        return
+    table = RichTable(title="co2twin bench")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        table.add_row(key, f"{value:,}" if isinstance(value, (int, float)) else str(value))
+    _out.print(table)
+
+
+def main(argv: Optional[list[str]] = None) -> Any:
+    """Entry point of the ``co2twin`` console script."""
+    try:
+        return app(args=argv, prog_name="co2twin", standalone_mode=True)
+    except KeyboardInterrupt:
+        _err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The component contract: declared ports and parameters, own state, ``step``.
+
+A component knows nothing of SimPy, files or FMUs. The engine calls
+
+* ``initialize(t0)`` once, to reset the state;
+* ``step(t, dt, inputs)`` for every communication step: advance the state from
+  ``t`` to ``t + dt`` with ``inputs`` held constant and return the outputs at
+  ``t + dt``. ``dt == 0`` only evaluates the outputs at the current state; the
+  engine uses it to obtain consistent outputs at the start time.
+
+Inputs and outputs are dicts keyed by port name. The maths of the plant
+components also accepts NumPy arrays (one element per scenario variant).
+"""
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+from typing import Any, ClassVar, Mapping
+
+from .errors import WiringError
+from .ports import Parameter, Port
+
+__all__ = ["Component"]
+
+
+class Component:
+    """Base class of every co-simulation component.
+
+    Subclasses declare ``inputs``, ``outputs`` and ``parameters`` as class
+    attributes and list the attributes holding their dynamic state in
+    ``state_names`` (used by :meth:`get_state` / :meth:`set_state`).
+    Parameter values are read as ``self.p.<name>``.
+    """
+
+    inputs: ClassVar[tuple[Port, ...]] = ()
+    outputs: ClassVar[tuple[Port, ...]] = ()
+    parameters: ClassVar[tuple[Parameter, ...]] = ()
+    state_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, **params: float) -> None:
+        declared = {p.name: p for p in self.parameters}
+        unknown = sorted(set(params) - set(declared))
+        if unknown:
+            raise WiringError(
+                f"{type(self).__name__}: unknown parameter(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(declared)) or 'none'}"
+            )
+        values = {name: p.default for name, p in declared.items()}
+        for name, value in params.items():
+            values[name] = _checked_value(self, declared[name], value)
+        self.p = SimpleNamespace(**values)
+
+    # -- contract -----------------------------------------------------------------
+    def initialize(self, t0: float) -> None:
+        """Reset the dynamic state for a run starting at ``t0`` (seconds)."""
+
+    def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Advance from ``t`` to ``t + dt`` with ``inputs`` held; return outputs at ``t + dt``."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement step()")
+
+    # -- parameters -----------------------------------------------------------------
+    @classmethod
+    def parameter(cls, name: str) -> Parameter:
+        for p in cls.parameters:
+            if p.name == name:
+                return p
+        raise KeyError(
+            f"{cls.__name__} has no parameter {name!r}; "
+            f"known: {', '.join(p.name for p in cls.parameters) or 'none'}"
+        )
+
+    def set_parameter(self, name: str, value: float, *, running: bool = True) -> None:
+        """Change a parameter; during a run only ``tunable`` parameters may change."""
+        spec = self.parameter(name)
+        if running and not spec.tunable:
+            tunable = [p.name for p in self.parameters if p.tunable]
+            raise WiringError(
+                f"{type(self).__name__}.{name} is fixed during a run; "
+                f"tunable parameters: {', '.join(tunable) or 'none'}"
+            )
+        setattr(self.p, name, _checked_value(self, spec, value))
+
+    # -- ports ----------------------------------------------------------------------
+    @classmethod
+    def input_port(cls, name: str) -> Port:
+        return _find_port(cls, cls.inputs, name, "input")
+
+    @classmethod
+    def output_port(cls, name: str) -> Port:
+        return _find_port(cls, cls.outputs, name, "output")
+
+    # -- checkpointing ----------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """A deep copy of the dynamic state and the current parameter values."""
+        state = {name: copy.deepcopy(getattr(self, name)) for name in self.state_names}
+        state["__parameters__"] = dict(vars(self.p))
+        return state
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`get_state` returned."""
+        for name in self.state_names:
+            setattr(self, name, copy.deepcopy(state[name]))
+        self.p = SimpleNamespace(**state["__parameters__"])
+
+
+def _checked_value(component: Component, spec: Parameter, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise WiringError(
+            f"{type(component).__name__}.{spec.name}: expected a number in "
+            f"{spec.bounds_text()}, found {value!r}"
+        ) from None
+    if not spec.contains(number):
+        raise WiringError(
+            f"{type(component).__name__}.{spec.name}: expected a finite number in "
+            f"{spec.bounds_text()}, found {value!r}"
+        )
+    return number
+
+
+def _find_port(cls: type, ports: tuple[Port, ...], name: str, kind: str) -> Port:
+    for port in ports:
+        if port.name == name:
+            return port
+    raise WiringError(
+        f"{cls.__name__} has no {kind} port {name!r}; "
+        f"known: {', '.join(p.name for p in ports) or 'none'}"
+    )

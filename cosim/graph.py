@@ -1,0 +1,150 @@
+"""Connections between components and the order in which they step.
+
+The master algorithm is Gauss–Seidel: components step one after another in a
+topological order of the undelayed connections, so a component sees the outputs
+its upstream neighbours computed for the same step. A connection marked
+``delayed`` (a recycle or feedback) carries the value from the end of the
+previous step instead, and is ignored when ordering. An undelayed cycle has no
+valid order and is rejected with the cycle spelled out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from .component import Component
+from .errors import WiringError
+
+__all__ = ["Connection", "Graph", "split_signal"]
+
+
+@dataclass(frozen=True)
+class Connection:
+    """``source`` output ``component.port`` feeds ``target`` input ``component.port``."""
+
+    source: str
+    target: str
+    delayed: bool = False
+
+    def __str__(self) -> str:
+        arrow = " -(delayed)-> " if self.delayed else " -> "
+        return f"{self.source}{arrow}{self.target}"
+
+
+def split_signal(name: str) -> tuple[str, str]:
+    """``"reactor.cell_voltage"`` -> ``("reactor", "cell_voltage")``."""
+    component, dot, port = name.partition(".")
+    if not dot or not component or not port or "." in port:
+        raise WiringError(f"signal {name!r} is not of the form 'component.port'")
+    return component, port
+
+
+class Graph:
+    """Validated wiring of named components; computes the Gauss–Seidel order.
+
+    Every problem (unknown component or port, unit mismatch, an input fed twice,
+    an undelayed cycle) is gathered and raised as one :class:`WiringError`.
+    """
+
+    def __init__(
+        self, components: Mapping[str, Component], connections: list[Connection]
+    ) -> None:
+        self.components = dict(components)
+        self.connections = list(connections)
+        problems: list[str] = []
+        fed: dict[str, Connection] = {}
+        for conn in self.connections:
+            problems.extend(self._check(conn))
+            if conn.target in fed:
+                problems.append(
+                    f"input {conn.target} is fed twice: by {fed[conn.target].source} "
+                    f"and by {conn.source}"
+                )
+            fed[conn.target] = conn
+        if problems:
+            raise WiringError("wiring rejected:\n" + "\n".join(f"  - {p}" for p in problems))
+        self.fed_inputs = fed
+        self.order = self._topological_order()
+
+    def _check(self, conn: Connection) -> list[str]:
+        problems = []
+        ends = []
+        for role, signal, direction in (
+            ("source", conn.source, "outputs"),
+            ("target", conn.target, "inputs"),
+        ):
+            try:
+                comp_name, port_name = split_signal(signal)
+            except WiringError as exc:
+                problems.append(f"{conn}: {exc}")
+                continue
+            comp = self.components.get(comp_name)
+            if comp is None:
+                problems.append(
+                    f"{conn}: unknown component {comp_name!r}; "
+                    f"known: {', '.join(self.components)}"
+                )
+                continue
+            ports = {p.name: p for p in getattr(comp, direction)}
+            if port_name not in ports:
+                problems.append(
+                    f"{conn}: {comp_name} has no {direction[:-1]} port {port_name!r}; "
+                    f"its {direction}: {', '.join(ports) or 'none'}"
+                )
+                continue
+            ends.append(ports[port_name])
+        if len(ends) == 2 and ends[0].unit != ends[1].unit:
+            problems.append(
+                f"{conn}: unit mismatch, {conn.source} is in {ends[0].unit!r} "
+                f"but {conn.target} expects {ends[1].unit!r}"
+            )
+        return problems
+
+    def _topological_order(self) -> list[str]:
+        """Kahn's algorithm; ties keep the order in which components were given."""
+        names = list(self.components)
+        downstream: dict[str, list[str]] = {n: [] for n in names}
+        indegree = dict.fromkeys(names, 0)
+        for conn in self.connections:
+            if conn.delayed:
+                continue
+            src, dst = split_signal(conn.source)[0], split_signal(conn.target)[0]
+            if dst not in downstream[src]:
+                downstream[src].append(dst)
+                indegree[dst] += 1
+        order: list[str] = []
+        ready = [n for n in names if indegree[n] == 0]
+        while ready:
+            node = ready.pop(0)
+            order.append(node)
+            for nxt in downstream[node]:
+                indegree[nxt] -= 1
+                if indegree[nxt] == 0:
+                    ready.append(nxt)
+            ready.sort(key=names.index)
+        if len(order) < len(names):
+            raise WiringError(self._describe_cycle(downstream, set(names) - set(order)))
+        return order
+
+    def _describe_cycle(self, downstream: dict[str, list[str]], stuck: set[str]) -> str:
+        start = min(stuck, key=list(self.components).index)
+        path = [start]
+        while True:
+            nxt = next(n for n in downstream[path[-1]] if n in stuck)
+            if nxt in path:
+                cycle = path[path.index(nxt):] + [nxt]
+                break
+            path.append(nxt)
+        links = []
+        for a, b in zip(cycle, cycle[1:]):
+            conn = next(
+                c for c in self.connections
+                if not c.delayed
+                and split_signal(c.source)[0] == a
+                and split_signal(c.target)[0] == b
+            )
+            links.append(str(conn))
+        return (
+            "undelayed cycle " + " -> ".join(cycle) + " (" + "; ".join(links) + "); "
+            "mark one of these connections 'delayed: true' to break it"
+        )

@@ -1,0 +1,612 @@
+"""The master algorithm: SimPy processes stepping components on a fixed grid.
+
+Time in the SimPy environment is an integer count of base steps (no drift);
+``t = start + k * step`` seconds at the edges. At each step ``k`` the
+processes run in an order fixed by explicit priorities, never by creation
+order:
+
+1. scheduled events for time ``t_k`` (in the order they were scheduled);
+2. input sources whose profile changes at ``t_k`` (constant inputs never wake);
+3. components, in the Gauss–Seidel order of :class:`~cosim.graph.Graph`, each
+   stepping ``[t_k, t_k + every*step]`` with its inputs held (a component with
+   ``every = m`` steps at ``k = 0, m, 2m, ...``; its outputs hold in between);
+4. the commit: delayed (feedback) connections take their new values, outputs
+   are checked to be finite and a row for ``t_{k+1}`` is recorded.
+
+``advance_to(t)`` stops before anything at ``t`` happens, so after it the
+outputs are those at ``t`` and inputs may be set for the next step: this is
+what an FMU master or a control loop drives. This module is the only one that
+imports SimPy.
+"""
+from __future__ import annotations
+
+import fnmatch
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import simpy
+from simpy.events import Event as _SimpyEvent
+
+from .component import Component
+from .errors import SimulationError, WiringError
+from .events import Event, SensorFault
+from .graph import Connection, Graph
+from .profiles import CONTINUOUS, Constant, Profile
+from .recorder import Recorder
+
+__all__ = ["Simulation"]
+
+_PRIO_EVENT = 1
+_PRIO_SOURCE = 2
+_PRIO_COMPONENT = 10  # + Gauss–Seidel rank
+
+
+class _Tick(_SimpyEvent):
+    """A timeout with an explicit priority (SimPy's Timeout always uses NORMAL)."""
+
+    def __init__(self, env: simpy.Environment, delay: int, priority: int) -> None:
+        self.env = env
+        self.callbacks = []
+        self._value = None
+        self._ok = True
+        env.schedule(self, priority, delay)
+
+
+@dataclass
+class _Member:
+    """Bookkeeping of one component inside a simulation."""
+
+    name: str
+    component: Component
+    every: int
+    priority: int
+    gather: list[tuple[str, int]] = field(default_factory=list)
+    scatter: list[tuple[str, int]] = field(default_factory=list)
+    faults: dict[int, list] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Scheduled:
+    k: int
+    seq: int
+    event: Event
+
+
+class Simulation:
+    """A co-simulation of named components wired by connections.
+
+    Parameters
+    ----------
+    components: name -> component; the names prefix every signal (``name.port``).
+    connections: output -> input links; see :class:`~cosim.graph.Connection`.
+    step: base communication step in seconds.
+    start: time of the first step in seconds.
+    rates: component name -> ``every`` (step every that many base steps).
+    seed: seeds the generator behind random effects (sensor noise); same seed,
+        same results, bit for bit.
+    """
+
+    def __init__(
+        self,
+        components: Mapping[str, Component],
+        connections: Sequence[Connection] = (),
+        *,
+        step: float,
+        start: float = 0.0,
+        rates: Mapping[str, int] | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not (math.isfinite(step) and step > 0):
+            raise SimulationError(f"step must be a positive number of seconds, found {step!r}")
+        if not math.isfinite(start):
+            raise SimulationError(f"start must be a finite number of seconds, found {start!r}")
+        graph = Graph(components, list(connections))
+        self.components: dict[str, Component] = graph.components
+        self.connections = graph.connections
+        self.order = graph.order
+        self.step_size = float(step)
+        self.start = float(start)
+        rates = dict(rates or {})
+        unknown = sorted(set(rates) - set(self.components))
+        if unknown:
+            raise WiringError(f"rates given for unknown component(s): {', '.join(unknown)}")
+        for name, every in rates.items():
+            if not (isinstance(every, int) and every >= 1):
+                raise WiringError(f"rate of {name} must be a whole number >= 1, found {every!r}")
+
+        self._slots: dict[str, int] = {}
+        self._units: list[str] = []
+        self._values: list[Any] = []
+        self._ports: dict[str, Any] = {}
+        for cname, comp in self.components.items():
+            for port in comp.outputs:
+                self._add_slot(f"{cname}.{port.name}", port)
+        self.external_inputs: list[str] = []
+        for cname, comp in self.components.items():
+            for port in comp.inputs:
+                name = f"{cname}.{port.name}"
+                if name not in graph.fed_inputs:
+                    self._add_slot(name, port)
+                    self.external_inputs.append(name)
+        self._n_signals = len(self._values)
+
+        self._delayed: list[tuple[int, int]] = []
+        held: dict[str, int] = {}
+        for conn in self.connections:
+            if conn.delayed and conn.source not in held:
+                held[conn.source] = len(self._values)
+                self._values.append(self._values[self._slots[conn.source]])
+                self._delayed.append((self._slots[conn.source], held[conn.source]))
+
+        self._members: dict[str, _Member] = {}
+        for rank, cname in enumerate(self.order):
+            comp = self.components[cname]
+            member = _Member(cname, comp, rates.get(cname, 1), _PRIO_COMPONENT + rank)
+            for port in comp.inputs:
+                name = f"{cname}.{port.name}"
+                conn = graph.fed_inputs.get(name)
+                if conn is None:
+                    member.gather.append((port.name, self._slots[name]))
+                elif conn.delayed:
+                    member.gather.append((port.name, held[conn.source]))
+                else:
+                    member.gather.append((port.name, self._slots[conn.source]))
+            member.scatter = [(p.name, self._slots[f"{cname}.{p.name}"]) for p in comp.outputs]
+            self._members[cname] = member
+        self._commit_priority = _PRIO_COMPONENT + len(self.order)
+        self._fed = graph.fed_inputs
+
+        self._profiles: dict[str, Profile] = {
+            name: Constant(self._ports[name].start) for name in self.external_inputs
+        }
+        self._generation: dict[str, int] = dict.fromkeys(self.external_inputs, 0)
+        self._schedule: list[_Scheduled] = []
+        self._applied: set[int] = set()
+        self.event_log: list[tuple[float, str]] = []
+        self._true_slots: dict[int, int] = {}
+        self._faults: dict[int, dict[str, Any]] = {}
+        self._record_signals: list[str] | None = None
+        self._record_every = 1
+        self.recorder: Recorder | None = None
+        self.env: simpy.Environment | None = None
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    # -- building ---------------------------------------------------------------------
+    def _add_slot(self, name: str, port: Any) -> None:
+        self._slots[name] = len(self._values)
+        self._values.append(float(port.start))
+        self._units.append(port.unit)
+        self._ports[name] = port
+
+    @property
+    def signals(self) -> list[str]:
+        """Names of all signals: component outputs, then unconnected inputs."""
+        return list(self._slots)
+
+    def unit(self, signal: str) -> str:
+        return self._port(signal).unit
+
+    def _port(self, signal: str) -> Any:
+        if signal in self._ports:
+            return self._ports[signal]
+        if signal in self._fed:
+            return self._ports[self._fed[signal].source]
+        raise SimulationError(
+            f"unknown signal {signal!r}; known: {', '.join(self._slots)}"
+        )
+
+    def record(self, signals: Iterable[str] | None = None, *, every: int = 1) -> None:
+        """Choose what to record (names or glob patterns; ``None`` for all) and how often."""
+        self._require_not_started("record()")
+        if not (isinstance(every, int) and every >= 1):
+            raise SimulationError(f"record every must be a whole number >= 1, found {every!r}")
+        if signals is not None:
+            chosen: list[str] = []
+            for pattern in signals:
+                hits = [s for s in self._slots if fnmatch.fnmatchcase(s, pattern)]
+                if not hits:
+                    raise SimulationError(
+                        f"record: {pattern!r} matches no signal; known: {', '.join(self._slots)}"
+                    )
+                chosen.extend(h for h in hits if h not in chosen)
+            self._record_signals = chosen
+        self._record_every = every
+
+    def schedule(self, event: Event) -> None:
+        """Add an event; its time must lie on the step grid and not in the past."""
+        k = self._grid_index(event.at, "event time")
+        if self.env is not None and k < self.env.now:
+            raise SimulationError(f"event at {event.at:g} s is in the past (now {self.time:g} s)")
+        item = _Scheduled(k, len(self._schedule), event)
+        self._schedule.append(item)
+        if isinstance(event, SensorFault):
+            self._require_measured(event.target)
+        if self.env is not None:
+            self._arm(item)
+
+    def _grid_index(self, t: float, what: str) -> int:
+        k = round((t - self.start) / self.step_size)
+        if abs(self.start + k * self.step_size - t) > 1e-9 * max(1.0, abs(t)):
+            raise SimulationError(
+                f"{what} {t!r} s is not on the step grid (start {self.start:g} s, "
+                f"step {self.step_size:g} s)"
+            )
+        if k < 0:
+            raise SimulationError(f"{what} {t!r} s is before the start {self.start:g} s")
+        return k
+
+    # -- running ----------------------------------------------------------------------
+    @property
+    def time(self) -> float:
+        """The time up to which the simulation has advanced (seconds)."""
+        now = self.env.now if self.env is not None else 0
+        return self.start + now * self.step_size
+
+    @property
+    def started(self) -> bool:
+        return self.env is not None
+
+    def initialize(self) -> None:
+        """Reset components, apply events at the start time, compute and record outputs at t0."""
+        self._require_not_started("initialize()")
+        names = self._record_signals if self._record_signals is not None else self.signals
+        for item in self._schedule:
+            if isinstance(item.event, SensorFault):
+                self._true_slot(self._slots[item.event.target])
+        true_names = {v: k for k, v in self._slots.items()}
+        columns = list(names)
+        indices = [self._slots[n] for n in names]
+        for slot, tslot in self._true_slots.items():
+            if true_names[slot] in names:
+                columns.append(true_names[slot] + ":true")
+                indices.append(tslot)
+        self._record_indices = indices
+        units = [self._units[self._slots[c.removesuffix(":true")]] for c in columns]
+        self.recorder = Recorder(columns, units, every=self._record_every)
+        self.env = simpy.Environment()
+        for comp in self.components.values():
+            comp.initialize(self.start)
+        for name in self.external_inputs:
+            self._values[self._slots[name]] = self._profiles[name].value(self.start)
+        for item in sorted(self._schedule, key=lambda s: (s.k, s.seq)):
+            if item.k == 0:
+                self._apply(item)
+        for cname in self.order:
+            member = self._members[cname]
+            self._step_member(member, self.start, 0.0)
+        self._commit_values()
+        self.recorder.append(self.start, [self._values[i] for i in self._record_indices])
+        self._start_processes()
+
+    def _start_processes(self) -> None:
+        env = self.env
+        for member in self._members.values():
+            env.process(self._member_process(member))
+        for name in self.external_inputs:
+            self._start_source(name)
+        for item in self._schedule:
+            if item.seq not in self._applied:
+                self._arm(item)
+        env.process(self._commit_process())
+
+    def advance_to(self, t: float) -> None:
+        """Run until time ``t`` (on the step grid); outputs are then those at ``t``."""
+        if self.env is None:
+            self.initialize()
+        k = self._grid_index(t, "advance_to time")
+        if k < self.env.now:
+            raise SimulationError(
+                f"cannot go back from {self.time:g} s to {t:g} s; use get_state()/set_state()"
+            )
+        if k > self.env.now:
+            self.env.run(until=k)
+
+    def step(self) -> None:
+        """Advance by one base step."""
+        self.advance_to(self.time + self.step_size)
+
+    def run(self, until: float, *, progress: bool | None = None) -> Any:
+        """Advance to ``until`` and return the recorded results as a DataFrame.
+
+        ``progress``: show a progress bar; by default only when stderr is a terminal.
+        """
+        if self.env is None:
+            self.initialize()
+        k_end = self._grid_index(until, "end time")
+        if progress is None:
+            progress = sys.stderr.isatty()
+        if not progress or k_end - self.env.now < 2:
+            self.advance_to(until)
+        else:
+            self._run_with_progress(k_end)
+        return self.results()
+
+    def _run_with_progress(self, k_end: int) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        k0 = self.env.now
+        chunk = max(1, (k_end - k0) // 200)
+        columns = (
+            TextColumn("simulating"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f} s simulated"),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, transient=True) as bar:
+            task = bar.add_task("run", total=(k_end - k0) * self.step_size)
+            while self.env.now < k_end:
+                self.env.run(until=min(k_end, self.env.now + chunk))
+                bar.update(task, completed=(self.env.now - k0) * self.step_size)
+
+    def results(self) -> Any:
+        """Recorded rows as a pandas DataFrame (units in ``attrs['units']``)."""
+        if self.recorder is None:
+            raise SimulationError("nothing recorded yet: call initialize(), advance_to() or run()")
+        return self.recorder.frame(self.event_log)
+
+    # -- processes --------------------------------------------------------------------
+    def _step_member(self, member: _Member, t: float, dt: float) -> None:
+        values = self._values
+        out = member.component.step(t, dt, {n: values[i] for n, i in member.gather})
+        try:
+            for n, i in member.scatter:
+                values[i] = out[n]
+        except (KeyError, TypeError):
+            raise SimulationError(
+                f"{member.name}.step() at t={t:g} s returned {sorted(out) if out else out!r}; "
+                f"expected a dict with outputs {', '.join(n for n, _ in member.scatter)}"
+            ) from None
+        if member.faults:
+            self._apply_sensor_faults(member, t + dt)
+
+    def _member_process(self, member: _Member):
+        env = self.env
+        values = self._values
+        step = member.component.step
+        gather, scatter = member.gather, member.scatter
+        every, prio = member.every, member.priority
+        base, t0 = self.step_size, self.start
+        dt = every * base
+        first = (-env.now) % every
+        if first:
+            yield _Tick(env, first, prio)
+        while True:
+            t = t0 + env.now * base
+            if member.faults:
+                self._step_member(member, t, dt)
+            else:
+                out = step(t, dt, {n: values[i] for n, i in gather})
+                try:
+                    for n, i in scatter:
+                        values[i] = out[n]
+                except (KeyError, TypeError):
+                    self._step_member(member, t, 0.0)  # re-raises with a clear message
+            yield _Tick(env, every, prio)
+
+    def _commit_process(self):
+        env = self.env
+        recorder, every = self.recorder, self._record_every
+        values, indices = self._values, self._record_indices
+        base, t0 = self.step_size, self.start
+        while True:
+            self._commit_values()
+            k1 = env.now + 1
+            if k1 % every == 0:
+                recorder.append(t0 + k1 * base, [values[i] for i in indices])
+            yield _Tick(env, 1, self._commit_priority)
+
+    def _commit_values(self) -> None:
+        values = self._values
+        for src, dst in self._delayed:
+            values[dst] = values[src]
+        try:
+            finite = math.isfinite(sum(values[: self._n_signals]))
+        except TypeError:
+            finite = False
+        if not finite:
+            bad = [
+                f"{name} = {values[i]!r}"
+                for name, i in self._slots.items()
+                if not _finite(values[i])
+            ]
+            if bad:
+                raise SimulationError(
+                    f"non-finite signal(s) at t={self.time + self.step_size:g} s: "
+                    + ", ".join(bad)
+                )
+
+    def _start_source(self, name: str) -> None:
+        self._generation[name] += 1
+        profile = self._profiles[name]
+        if profile.next_change(self.time) != math.inf:
+            self.env.process(self._source_process(name, profile, self._generation[name]))
+
+    def _source_process(self, name: str, profile: Profile, generation: int):
+        env, slot = self.env, self._slots[name]
+        base, t0 = self.step_size, self.start
+        while True:
+            nxt = profile.next_change(t0 + env.now * base)
+            if nxt == math.inf:
+                return
+            if nxt == CONTINUOUS:
+                delay = 1
+            else:
+                delay = max(1, math.ceil((nxt - t0) / base - 1e-9) - env.now)
+            yield _Tick(env, delay, _PRIO_SOURCE)
+            if self._generation[name] != generation:
+                return
+            self._values[slot] = self._checked_input(name, profile.value(t0 + env.now * base))
+
+    def _arm(self, item: _Scheduled) -> None:
+        tick = _Tick(self.env, item.k - self.env.now, _PRIO_EVENT)
+        tick.callbacks.append(lambda _: self._apply(item))
+
+    def _apply(self, item: _Scheduled) -> None:
+        if item.seq in self._applied:
+            return
+        text = item.event.apply(self)
+        self._applied.add(item.seq)
+        self.event_log.append((self.start + item.k * self.step_size, text))
+
+    # -- signals from outside ---------------------------------------------------------
+    def get(self, signal: str) -> Any:
+        """Present value of an output, an unconnected input, or a connected input."""
+        if signal in self._slots:
+            return self._values[self._slots[signal]]
+        if signal in self._fed:
+            return self._values[self._slots[self._fed[signal].source]]
+        raise SimulationError(f"unknown signal {signal!r}; known: {', '.join(self._slots)}")
+
+    def set(self, signal: str, value: float) -> None:
+        """Hold unconnected input ``signal`` at ``value`` from now on."""
+        self.drive(signal, Constant(value))
+
+    def drive(self, signal: str, profile: Profile) -> None:
+        """Drive unconnected input ``signal`` by ``profile`` (absolute time) from now on."""
+        if signal not in self._profiles:
+            if signal in self._fed:
+                raise SimulationError(
+                    f"{signal} is fed by {self._fed[signal].source}; only unconnected inputs "
+                    f"can be set: {', '.join(self.external_inputs)}"
+                )
+            raise SimulationError(
+                f"unknown input {signal!r}; settable inputs: {', '.join(self.external_inputs)}"
+            )
+        value = self._checked_input(signal, profile.value(self.time))
+        self._profiles[signal] = profile
+        if self.env is not None:
+            self._values[self._slots[signal]] = value
+            self._start_source(signal)
+
+    def _checked_input(self, signal: str, value: float) -> float:
+        port = self._ports[signal]
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise SimulationError(f"{signal}: expected a number, found {value!r}") from None
+        if not port.contains(number):
+            raise SimulationError(
+                f"{signal} at t={self.time:g} s: expected a finite value in "
+                f"{port.bounds_text()}, found {value!r}"
+            )
+        return number
+
+    def set_parameter(self, target: str, value: float) -> float:
+        """Change tunable parameter ``component.parameter``; returns the old value."""
+        cname, _, pname = target.partition(".")
+        comp = self.components.get(cname)
+        if comp is None:
+            raise SimulationError(
+                f"unknown component {cname!r} in {target!r}; known: {', '.join(self.components)}"
+            )
+        old = getattr(comp.p, pname, math.nan)
+        comp.set_parameter(pname, value, running=self.env is not None)
+        return old
+
+    def sensor_fault(
+        self, signal: str, mode: str, *, rate: float = 0.0, offset: float = 0.0, std: float = 0.0
+    ) -> None:
+        """Corrupt the reading of measured output ``signal`` from now on (``clear`` ends it)."""
+        slot = self._require_measured(signal)
+        member = self._members[signal.split(".")[0]]
+        faults = member.faults.setdefault(slot, [])
+        true_slot = self._true_slots.get(slot)
+        true_value = self._values[true_slot] if true_slot is not None else self._values[slot]
+        if mode == "clear":
+            member.faults.pop(slot, None)
+            self._values[slot] = true_value
+            return
+        faults.append({"mode": mode, "since": self.time, "rate": rate, "offset": offset,
+                       "std": std, "frozen": self._values[slot]})
+
+    def _require_measured(self, signal: str) -> int:
+        port = self._ports.get(signal)
+        if port is None or signal in self.external_inputs:
+            raise SimulationError(f"sensor fault: {signal!r} is not a component output")
+        if not port.measured:
+            measured = [s for s, p in self._ports.items() if p.measured and s not in self.external_inputs]
+            raise SimulationError(
+                f"sensor fault: {signal} is not a measured signal; measured: {', '.join(measured)}"
+            )
+        return self._slots[signal]
+
+    def _true_slot(self, slot: int) -> int:
+        if slot not in self._true_slots:
+            self._true_slots[slot] = len(self._values)
+            self._values.append(self._values[slot])
+        return self._true_slots[slot]
+
+    def _apply_sensor_faults(self, member: _Member, t_end: float) -> None:
+        values = self._values
+        for slot, faults in member.faults.items():
+            true = values[slot]
+            tslot = self._true_slots.get(slot)
+            if tslot is not None:
+                values[tslot] = true
+            reading = true
+            for f in faults:
+                if f["mode"] == "freeze":
+                    reading = f["frozen"]
+                elif f["mode"] == "drift":
+                    reading = reading + f["rate"] * (t_end - f["since"])
+                elif f["mode"] == "noise":
+                    reading = reading + self.rng.normal(0.0, f["std"])
+                else:
+                    reading = reading + f["offset"]
+            values[slot] = reading
+
+    # -- checkpoints ------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """A snapshot to return to with :meth:`set_state` (model-predictive control, rollback)."""
+        if self.env is None:
+            raise SimulationError("get_state(): the simulation has not been initialised")
+        import copy
+
+        return {
+            "k": self.env.now,
+            "values": list(self._values),
+            "components": {n: c.get_state() for n, c in self.components.items()},
+            "profiles": dict(self._profiles),
+            "faults": {n: copy.deepcopy(m.faults) for n, m in self._members.items()},
+            "applied": set(self._applied),
+            "events": len(self.event_log),
+            "schedule": len(self._schedule),
+            "rng": copy.deepcopy(self.rng.bit_generator.state),
+        }
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Return to a snapshot taken by :meth:`get_state` of this simulation."""
+        if self.env is None:
+            raise SimulationError("set_state(): the simulation has not been initialised")
+        import copy
+
+        self._values[:] = state["values"]
+        for n, c in self.components.items():
+            c.set_state(state["components"][n])
+        self._profiles = dict(state["profiles"])
+        for n, m in self._members.items():
+            m.faults = copy.deepcopy(state["faults"][n])
+        self._applied = set(state["applied"])
+        self.rng.bit_generator.state = copy.deepcopy(state["rng"])
+        del self.event_log[state["events"]:]
+        del self._schedule[state["schedule"]:]
+        self.env = simpy.Environment(initial_time=state["k"])
+        for name in self.external_inputs:
+            self._generation[name] += 1
+        self.recorder.truncate(self.time)
+        self._start_processes()
+
+    def _require_not_started(self, what: str) -> None:
+        if self.env is not None:
+            raise SimulationError(f"{what} must be called before the simulation starts")
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(value)
+    except TypeError:
+        return bool(np.all(np.isfinite(value)))
