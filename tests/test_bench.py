@@ -1,0 +1,23 @@
+"""The benchmark reports its figures under stable keys, measured in one run."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def test_bench_json_has_the_stable_keys():
+    """`co2twin bench --json` prints one JSON object with positive engine/plant/24 h figures."""
+    done = subprocess.run(
+        [sys.executable, "-m", "cosim.cli", "bench", "--json", "--steps", "2000"],
+        capture_output=True, text=True, check=True, timeout=300,
+    )
+    figures = json.loads(done.stdout)
+    for key in ("engine_steps_per_s", "plant_steps_per_s", "scenario_24h_wall_s"):
+        assert figures[key] > 0
+    assert figures["scenario_24h_steps"] == 86_400
+    assert figures["scenario_24h_rows"] == 86_401
+    ratio = figures["plant_steps_per_s"] / figures["engine_steps_per_s"]
+    assert figures["plant_vs_engine_ratio"] == pytest.approx(ratio, rel=1e-3)
