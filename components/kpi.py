@@ -105,9 +105,11 @@ def balances(frame: pd.DataFrame) -> dict[str, float]:
     ``carbon_cell``: CO2 in = CO2 out + formate + carbonate.
     ``carbon_feed``: CO2 into the cell = fresh + recycled.
     Step balances that relate consecutive rows (``carbon_separator``,
-    ``tank``, ``recycle_link``, ``carbon_plant``) need every step recorded and
-    are absent under decimation. Residuals are scaled by the largest flow in
-    the balance, so 1e-12 means closed to rounding.
+    ``tank``, ``recycle_link``, ``carbon_plant``) need every step recorded: they
+    are computed only when ``frame.attrs["scenario"]["step_s"]`` gives the step
+    and the rows are that far apart (absent under decimation, or when the step
+    is unknown). Residuals are scaled by the largest flow in the balance, so
+    1e-12 means closed to rounding.
     """
     cols = set(frame.columns)
     out: dict[str, float] = {}
@@ -115,11 +117,16 @@ def balances(frame: pd.DataFrame) -> dict[str, float]:
     def col(name: str) -> np.ndarray:
         return frame[name].to_numpy()
 
-    def rel(residual: np.ndarray, *scales: np.ndarray) -> float:
+    def rel(residual: np.ndarray, *scales: np.ndarray, floor: Any = 0.0) -> float:
         scale = np.maximum.reduce([np.abs(s) for s in scales])
         scale = np.maximum(scale, 1e-300)
-        ok = np.abs(residual) <= 0  # exact zeros where the scale is zero
+        ok = np.abs(residual) <= floor  # exact zeros (even where the scale is zero) or rounding
         return float(np.max(np.where(ok, 0.0, np.abs(residual) / scale), initial=0.0))
+
+    def resolution(stock: np.ndarray) -> np.ndarray:
+        """Smallest rate a stock's change between rows can show: a flow below it vanishes
+        in rounding, so a residual that size is no imbalance, whatever the flow."""
+        return 2.0 * np.spacing(np.maximum(np.abs(stock[:-1]), np.abs(stock[1:]))) / dt
 
     if {"power.current", "reactor.formate_rate", "reactor.h2_rate"} <= cols:
         current = col("power.current")
@@ -140,18 +147,20 @@ def balances(frame: pd.DataFrame) -> dict[str, float]:
         return out
     dt = np.diff(times)
     steps = frame.attrs.get("scenario", {}).get("step_s")
-    if steps is not None and not np.allclose(dt, steps, rtol=1e-9, atol=0):
-        return out
+    if steps is None or not np.allclose(dt, steps, rtol=1e-9, atol=0):
+        return out  # rows may be decimated: consecutive rows are not consecutive steps
     sep = ["reactor.co2_out_rate", "separation.vent_co2_rate", "separation.co2_recycle_rate",
            "separation.separator_co2"]
     if set(sep) <= cols:
         co2_out, vent, rec, hold = (col(c) for c in sep)
         change = np.diff(hold) / dt
-        out["carbon_separator"] = rel(co2_out[1:] - vent[1:] - rec[1:] - change, co2_out[1:])
+        out["carbon_separator"] = rel(co2_out[1:] - vent[1:] - rec[1:] - change, co2_out[1:],
+                                      floor=resolution(hold))
     tank = ["reactor.formate_rate", "separation.product_draw_rate", "separation.tank_formate"]
     if set(tank) <= cols:
         formate, draw, inv = (col(c) for c in tank)
-        out["tank"] = rel(np.diff(inv) / dt - formate[1:] + draw[1:], formate[1:], draw[1:])
+        out["tank"] = rel(np.diff(inv) / dt - formate[1:] + draw[1:], formate[1:], draw[1:],
+                          floor=resolution(inv))
     if {"feed.recycle_co2_rate", "separation.co2_recycle_rate"} <= cols:
         fed, sent = col("feed.recycle_co2_rate"), col("separation.co2_recycle_rate")
         out["recycle_link"] = rel(fed[1:] - sent[:-1], sent[:-1])

@@ -105,7 +105,10 @@ class Reactor(Component):
         xp = ec.namespace(current, gas, x, q_an, q_cat, c_an, c_cat, ambient)
 
         if self._oh is None:
-            self._oh = ec.hydroxide_step(c_an, c_an, q_an, current, c.anolyte_volume_L, 1e9, xp)
+            # start at the steady state of a flowing anolyte; a stagnant one has none (it
+            # would be 1e9 s of OH- consumption), so it starts fresh
+            steady = ec.hydroxide_step(c_an, c_an, q_an, current, c.anolyte_volume_L, 1e9, xp)
+            self._oh = xp.where(q_an / 60000.0 > 1e-12, steady, c_an)
         else:
             self._oh = ec.hydroxide_step(self._oh, c_an, q_an, current, c.anolyte_volume_L, dt, xp)
         conductance = c.ua_ambient + c.electrolyte_heat * (q_an + q_cat) / 60.0

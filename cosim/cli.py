@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from .errors import CosimError
@@ -21,9 +23,32 @@ _out = Console()
 _err = Console(stderr=True)
 
 
-def _fail(exc: BaseException, code: int = 1) -> None:
-    _err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+def _fail(exc: BaseException | str, code: int = 1) -> None:
+    # the message quotes the user's file (names, values): never read it as markup
+    _err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True,
+               soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _os_error(exc: OSError) -> str:
+    """``path: reason`` for a failed read or write."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``null``, so the output is strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (str, bool, int)) or value is None:
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return str(value)
+    return number if math.isfinite(number) else None
 
 
 @app.command("run")
@@ -54,23 +79,33 @@ def run_command(
         suffix = (fmt or output.suffix.lstrip(".")).lower()
         if suffix not in ("parquet", "csv"):
             raise CosimError(f"{output}: expected a .parquet or .csv results file")
+        if output.is_dir():
+            raise CosimError(f"{output}: expected a results file name, found a directory")
         if plot is not None and plot.suffix.lower() != ".png":
             raise CosimError(f"{plot}: expected a .png file for --plot")
+        if plot is not None and plot.is_dir():
+            raise CosimError(f"{plot}: expected a .png file name for --plot, found a directory")
         frame = run_scenario(sc, progress=progress)
         figures = kpis(frame, operating_limits(sc))
         residuals = balances(frame)
-        write_results(frame, output, fmt)
+        # the plot first: if it cannot be drawn, no results file is left behind either
         if plot is not None:
             plot_signals(frame, KEY_SIGNALS, plot, title=sc.name)
+        try:
+            write_results(frame, output, fmt)
+        except BaseException:
+            if plot is not None:
+                plot.unlink(missing_ok=True)
+            raise
     except CosimError as exc:
         _fail(exc)
     except OSError as exc:
-        _fail(f"{exc.filename or ''}: {exc.strerror or exc}")
+        _fail(_os_error(exc))
     if as_json:
-        print(json.dumps({"scenario": sc.name, "output": str(output), "kpis": figures,
-                          "balances": residuals}, indent=1, default=float))
+        print(json.dumps(_json_safe({"scenario": sc.name, "output": str(output), "kpis": figures,
+                                     "balances": residuals}), indent=1, allow_nan=False))
         return
-    table = RichTable(title=f"{sc.name}: {sc.duration / 3600:g} h at {sc.step:g} s steps")
+    table = RichTable(title=escape(f"{sc.name}: {sc.duration / 3600:g} h at {sc.step:g} s steps"))
     table.add_column("KPI")
     table.add_column("value", justify="right")
     table.add_column("unit")
@@ -81,10 +116,13 @@ def run_command(
     _out.print(table)
     for name, seconds in figures.get("outside_limits", {}).items():
         if seconds:
-            _out.print(f"  outside limits: {name} for {seconds:g} s")
+            _out.print(f"  outside limits: {name} for {seconds:g} s", markup=False, soft_wrap=True)
     worst = max(residuals.values(), default=0.0)
-    _out.print(f"balances closed to {worst:.1e} (relative; {', '.join(residuals)})")
-    _out.print(f"results: {output}" + (f"   plot: {plot}" if plot else ""))
+    _out.print(f"balances closed to {worst:.1e} (relative; {', '.join(residuals)})",
+               soft_wrap=True)
+    # paths are not wrapped, so they can be copied whole
+    _out.print(f"results: {output}" + (f"   plot: {plot}" if plot else ""), markup=False,
+               highlight=False, soft_wrap=True)
 
 
 @app.command("validate")
@@ -99,11 +137,11 @@ def validate_command(
         try:
             sc = load_scenario(path)
         except CosimError as exc:
-            _err.print(f"[red]invalid[/] {exc}", highlight=False, soft_wrap=True)
+            _err.print(f"[red]invalid[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             failed = True
             continue
-        _out.print(f"[green]ok[/] {path}: {sc.name!r}, {sc.steps:,} steps of {sc.step:g} s, "
-                   f"{len(sc.events)} event(s)", highlight=False)
+        _out.print(f"[green]ok[/] " + escape(f"{path}: {sc.name!r}, {sc.steps:,} steps of "
+                   f"{sc.step:g} s, {len(sc.events)} event(s)"), highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 
@@ -118,8 +156,11 @@ def schema_command(
     text = json.dumps(json_schema(), indent=2)
     if output is None:
         print(text)
-    else:
+        return
+    try:
         output.write_text(text + "\n")
+    except OSError as exc:
+        _fail(_os_error(exc))
 
 
 @app.command("signals")

@@ -53,18 +53,26 @@ class Graph:
         self.connections = list(connections)
         problems: list[str] = []
         fed: dict[str, Connection] = {}
+        valid: list[Connection] = []
         for conn in self.connections:
-            problems.extend(self._check(conn))
+            found = self._check(conn)
+            problems.extend(found)
+            if not found:
+                valid.append(conn)
             if conn.target in fed:
                 problems.append(
                     f"input {conn.target} is fed twice: by {fed[conn.target].source} "
                     f"and by {conn.source}"
                 )
             fed[conn.target] = conn
+        # order on the connections that make sense, so a cycle is reported with the rest
+        order, cycle = self._topological_order(valid)
+        if cycle:
+            problems.append(cycle)
         if problems:
             raise WiringError("wiring rejected:\n" + "\n".join(f"  - {p}" for p in problems))
         self.fed_inputs = fed
-        self.order = self._topological_order()
+        self.order = order
 
     def _check(self, conn: Connection) -> list[str]:
         problems = []
@@ -100,12 +108,15 @@ class Graph:
             )
         return problems
 
-    def _topological_order(self) -> list[str]:
-        """Kahn's algorithm; ties keep the order in which components were given."""
+    def _topological_order(self, connections: list[Connection]) -> tuple[list[str], str]:
+        """Kahn's algorithm; ties keep the order in which components were given.
+
+        Returns the order and, if an undelayed cycle prevents one, its description.
+        """
         names = list(self.components)
         downstream: dict[str, list[str]] = {n: [] for n in names}
         indegree = dict.fromkeys(names, 0)
-        for conn in self.connections:
+        for conn in connections:
             if conn.delayed:
                 continue
             src, dst = split_signal(conn.source)[0], split_signal(conn.target)[0]
@@ -123,22 +134,32 @@ class Graph:
                     ready.append(nxt)
             ready.sort(key=names.index)
         if len(order) < len(names):
-            raise WiringError(self._describe_cycle(downstream, set(names) - set(order)))
-        return order
+            stuck = set(names) - set(order)
+            return order, self._describe_cycle(connections, downstream, stuck)
+        return order, ""
 
-    def _describe_cycle(self, downstream: dict[str, list[str]], stuck: set[str]) -> str:
-        start = min(stuck, key=list(self.components).index)
-        path = [start]
+    def _describe_cycle(
+        self, connections: list[Connection], downstream: dict[str, list[str]], stuck: set[str]
+    ) -> str:
+        # Every component Kahn's algorithm could not order has an unordered upstream
+        # neighbour (a component merely downstream of a cycle may have no unordered
+        # downstream one), so walking upstream always closes a cycle.
+        names = list(self.components)
+        upstream = {n: [m for m in names if n in downstream[m] and m in stuck] for n in stuck}
+        path = [min(stuck, key=names.index)]
         while True:
-            nxt = next(n for n in downstream[path[-1]] if n in stuck)
-            if nxt in path:
-                cycle = path[path.index(nxt):] + [nxt]
+            prev = upstream[path[-1]][0]
+            if prev in path:
+                cycle = path[path.index(prev):] + [prev]
                 break
-            path.append(nxt)
+            path.append(prev)
+        cycle = cycle[::-1][:-1]
+        first = cycle.index(min(cycle, key=names.index))
+        cycle = cycle[first:] + cycle[:first + 1]  # start at the first declared component
         links = []
         for a, b in zip(cycle, cycle[1:]):
             conn = next(
-                c for c in self.connections
+                c for c in connections
                 if not c.delayed
                 and split_signal(c.source)[0] == a
                 and split_signal(c.target)[0] == b

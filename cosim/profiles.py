@@ -76,10 +76,10 @@ class Ramp(Profile):
     duration: float
 
     def value(self, t: float) -> float:
-        if t <= self.start:
+        if t < self.start:
             return self.initial
         if self.duration <= 0 or t >= self.start + self.duration:
-            return self.final
+            return self.final  # a ramp of no duration is a step at ``start``
         return self.initial + (self.final - self.initial) * (t - self.start) / self.duration
 
     def next_change(self, t: float) -> float:

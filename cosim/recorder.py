@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -99,6 +99,7 @@ def write_results(frame: pd.DataFrame, path: str | Path, fmt: str | None = None)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = json.dumps(_metadata(frame), indent=1)
     targets: list[tuple[Path, str]] = []
+    done: list[str] = []
     try:
         if fmt == "parquet":
             import pyarrow as pa
@@ -118,9 +119,12 @@ def write_results(frame: pd.DataFrame, path: str | Path, fmt: str | None = None)
             side.write_text(meta)
         for tmp, final in targets:
             os.replace(tmp, final)
+            done.append(final)
     except BaseException:
         for tmp, _ in targets:
             tmp.unlink(missing_ok=True)
+        for final in done:  # a CSV without its sidecar is not a result either
+            Path(final).unlink(missing_ok=True)
         raise
     return path
 
@@ -148,6 +152,13 @@ def read_results(path: str | Path) -> pd.DataFrame:
 
 
 def _temp_beside(path: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(name)
+    """A new empty file next to ``path``, created with the permissions the umask allows
+    (``tempfile.mkstemp`` would make it, and so the result, private to the owner)."""
+    while True:
+        name = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return name

@@ -32,7 +32,7 @@ from simpy.events import Event as _SimpyEvent
 
 from .component import Component
 from .errors import SimulationError, WiringError
-from .events import Event, SensorFault
+from .events import Event, SensorFault, SetParameter
 from .graph import Connection, Graph
 from .profiles import CONTINUOUS, Constant, Profile
 from .recorder import Recorder
@@ -66,6 +66,7 @@ class _Member:
     gather: list[tuple[str, int]] = field(default_factory=list)
     scatter: list[tuple[str, int]] = field(default_factory=list)
     faults: dict[int, list] = field(default_factory=dict)
+    truth: list[tuple[int, int]] = field(default_factory=list)  # (reading, true value) slots
 
 
 @dataclass(frozen=True)
@@ -221,10 +222,12 @@ class Simulation:
         k = self._grid_index(event.at, "event time")
         if self.env is not None and k < self.env.now:
             raise SimulationError(f"event at {event.at:g} s is in the past (now {self.time:g} s)")
-        item = _Scheduled(k, len(self._schedule), event)
-        self._schedule.append(item)
         if isinstance(event, SensorFault):
             self._require_measured(event.target)
+        if isinstance(event, SetParameter):
+            self._tunable(event.target, event.value, running=True)
+        item = _Scheduled(k, len(self._schedule), event)
+        self._schedule.append(item)
         if self.env is not None:
             self._arm(item)
 
@@ -258,6 +261,8 @@ class Simulation:
             if isinstance(item.event, SensorFault):
                 self._true_slot(self._slots[item.event.target])
         true_names = {v: k for k, v in self._slots.items()}
+        for slot, tslot in self._true_slots.items():
+            self._members[true_names[slot].split(".")[0]].truth.append((slot, tslot))
         columns = list(names)
         indices = [self._slots[n] for n in names]
         for slot, tslot in self._true_slots.items():
@@ -278,16 +283,16 @@ class Simulation:
         for cname in self.order:
             member = self._members[cname]
             self._step_member(member, self.start, 0.0)
-        self._commit_values()
+        self._commit_values(self.start)
         self.recorder.append(self.start, [self._values[i] for i in self._record_indices])
         self._start_processes()
 
-    def _start_processes(self) -> None:
+    def _start_processes(self, *, resample: bool = False) -> None:
         env = self.env
         for member in self._members.values():
             env.process(self._member_process(member))
         for name in self.external_inputs:
-            self._start_source(name)
+            self._start_source(name, resample=resample)
         for item in self._schedule:
             if item.seq not in self._applied:
                 self._arm(item)
@@ -356,12 +361,28 @@ class Simulation:
             for n, i in member.scatter:
                 values[i] = out[n]
         except (KeyError, TypeError):
-            raise SimulationError(
-                f"{member.name}.step() at t={t:g} s returned {sorted(out) if out else out!r}; "
-                f"expected a dict with outputs {', '.join(n for n, _ in member.scatter)}"
-            ) from None
+            raise self._bad_outputs(member, out, t) from None
+        for slot, tslot in member.truth:
+            values[tslot] = values[slot]
         if member.faults:
             self._apply_sensor_faults(member, t + dt)
+
+    @staticmethod
+    def _bad_outputs(member: _Member, out: Any, t: float) -> SimulationError:
+        expected = [n for n, _ in member.scatter]
+        if isinstance(out, Mapping):
+            got = [n for n in expected if n in out]
+            missing = [n for n in expected if n not in out]
+            return SimulationError(
+                f"{member.name}.step() at t={t:g} s returned outputs {', '.join(got) or 'none'} "
+                f"but not {', '.join(missing)}; expected a dict with outputs {', '.join(expected)}"
+            )
+        shown = repr(out)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        return SimulationError(
+            f"{member.name}.step() at t={t:g} s returned {shown}; "
+            f"expected a dict with outputs {', '.join(expected)}"
+        )
 
     def _member_process(self, member: _Member):
         env = self.env
@@ -371,12 +392,12 @@ class Simulation:
         every, prio = member.every, member.priority
         base, t0 = self.step_size, self.start
         dt = every * base
-        first = (-env.now) % every
-        if first:
-            yield _Tick(env, first, prio)
+        # even the first step waits for its priority: a process starts URGENT, which would
+        # put it before the events and input changes due at the same time
+        yield _Tick(env, (-env.now) % every, prio)
         while True:
             t = t0 + env.now * base
-            if member.faults:
+            if member.faults or member.truth:
                 self._step_member(member, t, dt)
             else:
                 out = step(t, dt, {n: values[i] for n, i in gather})
@@ -384,7 +405,7 @@ class Simulation:
                     for n, i in scatter:
                         values[i] = out[n]
                 except (KeyError, TypeError):
-                    self._step_member(member, t, 0.0)  # re-raises with a clear message
+                    raise self._bad_outputs(member, out, t) from None
             yield _Tick(env, every, prio)
 
     def _commit_process(self):
@@ -392,14 +413,16 @@ class Simulation:
         recorder, every = self.recorder, self._record_every
         values, indices = self._values, self._record_indices
         base, t0 = self.step_size, self.start
+        yield _Tick(env, 0, self._commit_priority)
         while True:
-            self._commit_values()
             k1 = env.now + 1
+            self._commit_values(t0 + k1 * base)
             if k1 % every == 0:
                 recorder.append(t0 + k1 * base, [values[i] for i in indices])
             yield _Tick(env, 1, self._commit_priority)
 
-    def _commit_values(self) -> None:
+    def _commit_values(self, t: float) -> None:
+        """Delayed connections take their new values; the outputs at ``t`` must be finite."""
         values = self._values
         for src, dst in self._delayed:
             values[dst] = values[src]
@@ -415,19 +438,27 @@ class Simulation:
             ]
             if bad:
                 raise SimulationError(
-                    f"non-finite signal(s) at t={self.time + self.step_size:g} s: "
+                    f"non-finite signal(s) at t={t:g} s: "
                     + ", ".join(bad)
                 )
 
-    def _start_source(self, name: str) -> None:
+    def _start_source(self, name: str, *, resample: bool = False) -> None:
+        """Follow the profile of ``name``; ``resample`` also applies its value now."""
         self._generation[name] += 1
         profile = self._profiles[name]
-        if profile.next_change(self.time) != math.inf:
-            self.env.process(self._source_process(name, profile, self._generation[name]))
+        if resample or profile.next_change(self.time) != math.inf:
+            self.env.process(
+                self._source_process(name, profile, self._generation[name], resample)
+            )
 
-    def _source_process(self, name: str, profile: Profile, generation: int):
+    def _source_process(self, name: str, profile: Profile, generation: int, resample: bool):
         env, slot = self.env, self._slots[name]
         base, t0 = self.step_size, self.start
+        if resample:  # a restored state: the change due now has not been applied yet
+            yield _Tick(env, 0, _PRIO_SOURCE)
+            if self._generation[name] != generation:
+                return
+            self._values[slot] = self._checked_input(name, profile.value(t0 + env.now * base))
         while True:
             nxt = profile.next_change(t0 + env.now * base)
             if nxt == math.inf:
@@ -496,16 +527,43 @@ class Simulation:
         return number
 
     def set_parameter(self, target: str, value: float) -> float:
-        """Change tunable parameter ``component.parameter``; returns the old value."""
+        """Change tunable parameter ``component.parameter``; returns the old value.
+
+        Before the start any parameter may change; during a run only tunable ones.
+        """
+        comp, pname = self._tunable(target, value, running=self.env is not None)
+        old = getattr(comp.p, pname)
+        comp.set_parameter(pname, value, running=self.env is not None)
+        return old
+
+    def _tunable(self, target: str, value: float, *, running: bool) -> tuple[Component, str]:
+        """The component and parameter name of ``target``, if it may take ``value``."""
         cname, _, pname = target.partition(".")
         comp = self.components.get(cname)
         if comp is None:
             raise SimulationError(
                 f"unknown component {cname!r} in {target!r}; known: {', '.join(self.components)}"
             )
-        old = getattr(comp.p, pname, math.nan)
-        comp.set_parameter(pname, value, running=self.env is not None)
-        return old
+        specs = {p.name: p for p in comp.parameters}
+        tunable = ", ".join(n for n, p in specs.items() if p.tunable) or "none"
+        spec = specs.get(pname)
+        if spec is None:
+            raise SimulationError(
+                f"{cname} has no parameter {pname!r}; known: {', '.join(specs) or 'none'}"
+            )
+        if running and not spec.tunable:
+            raise SimulationError(
+                f"{target} is fixed during a run; tunable parameters: {tunable}"
+            )
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not spec.contains(number):
+            raise SimulationError(
+                f"{target}: expected a finite value in {spec.bounds_text()}, found {value!r}"
+            )
+        return comp, pname
 
     def sensor_fault(
         self, signal: str, mode: str, *, rate: float = 0.0, offset: float = 0.0, std: float = 0.0
@@ -543,11 +601,7 @@ class Simulation:
     def _apply_sensor_faults(self, member: _Member, t_end: float) -> None:
         values = self._values
         for slot, faults in member.faults.items():
-            true = values[slot]
-            tslot = self._true_slots.get(slot)
-            if tslot is not None:
-                values[tslot] = true
-            reading = true
+            reading = values[slot]
             for f in faults:
                 if f["mode"] == "freeze":
                     reading = f["frozen"]
@@ -595,10 +649,8 @@ class Simulation:
         del self.event_log[state["events"]:]
         del self._schedule[state["schedule"]:]
         self.env = simpy.Environment(initial_time=state["k"])
-        for name in self.external_inputs:
-            self._generation[name] += 1
         self.recorder.truncate(self.time)
-        self._start_processes()
+        self._start_processes(resample=True)
 
     def _require_not_started(self, what: str) -> None:
         if self.env is not None:

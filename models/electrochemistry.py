@@ -42,8 +42,8 @@ def _where(cond: Any, a: Any, b: Any) -> Any:
 
 #: math namespace for plain floats; far faster than NumPy ufuncs on scalars.
 SCALAR = SimpleNamespace(
-    exp=math.exp, log=math.log, log10=math.log10, sqrt=math.sqrt, asinh=math.asinh,
-    minimum=min, maximum=max, where=_where,
+    exp=math.exp, expm1=math.expm1, log=math.log, log10=math.log10, sqrt=math.sqrt,
+    arcsinh=math.asinh, minimum=min, maximum=max, where=_where,
 )
 
 
@@ -63,8 +63,10 @@ def _field(default: float, unit: str, doc: str) -> Any:
 class CellParameters:
     """Constants of the physics baseline; each field carries its unit and meaning.
 
-    Defaults describe a 25 cm2 Sn gas-diffusion cathode in 1 M KOH, giving
-    about 3.2 V and 85-90 % FE to formate at 200 mA/cm2 with pure CO2.
+    Defaults describe a 25 cm2 Sn gas-diffusion cathode in 1 M KOH at 25 degC,
+    giving 85-90 % FE to formate at 200 mA/cm2 with pure CO2 and cell voltages
+    inside the pilot's 2.8-4.5 V over 50-300 mA/cm2 (about 2.9, 3.6 and 4.1 V
+    at 50, 200 and 300 mA/cm2).
     """
 
     area_cm2: float = _field(25.0, "cm2", "cathode area")
@@ -80,9 +82,10 @@ class CellParameters:
     e_eq: float = _field(1.40, "V", "equilibrium cell potential at 25 degC, pH 14 anolyte")
     de_dt: float = _field(-0.0008, "V/K", "temperature coefficient of e_eq")
     tafel_cathode: float = _field(0.055, "V", "cathode Tafel slope per e-fold at 25 degC")
-    j0_cathode: float = _field(1.0e-3, "mA/cm2", "cathode exchange current density")
+    j0_cathode: float = _field(1.0e-6, "mA/cm2", "cathode exchange current density at 25 degC")
     tafel_anode: float = _field(0.030, "V", "anode (OER) Tafel slope per e-fold at 25 degC")
-    j0_anode: float = _field(1.0e-3, "mA/cm2", "anode exchange current density")
+    j0_anode: float = _field(1.0e-3, "mA/cm2", "anode exchange current density at 25 degC")
+    j0_tc: float = _field(0.05, "1/K", "relative rise of the exchange current densities per K")
     r_membrane: float = _field(1.5, "Ohm*cm2", "membrane area resistance, humid, 25 degC")
     r_anolyte: float = _field(1.0, "Ohm*cm2", "anolyte gap area resistance at 1 mol/L, 25 degC")
     r_catholyte: float = _field(1.5, "Ohm*cm2", "catholyte gap area resistance at 1 mol/L, 25 degC")
@@ -126,7 +129,8 @@ def current_density(current_a: Any, area_cm2: float) -> Any:
 
 def catalyst_damage(charge_ah: Any, hours: Any, p: CellParameters, xp: Any = SCALAR) -> Any:
     """Ageing state in [0, 1): 0 fresh, -> 1 fully aged, from charge passed and time on stream."""
-    return 1.0 - xp.exp(-(charge_ah / p.ageing_charge_Ah + hours / p.ageing_hours))
+    # -expm1(-x), not 1 - exp(-x): a fresh catalyst (x ~ 1e-6) keeps full precision
+    return -xp.expm1(-(charge_ah / p.ageing_charge_Ah + hours / p.ageing_hours))
 
 
 def _soft_min(a: Any, b: Any, order: float) -> Any:
@@ -154,7 +158,7 @@ def faradaic_split(
     """
     j = current_density(current_a, p.area_cm2)
     x = co2_percent / 100.0
-    fe_kin = p.fe_max * (1.0 - xp.exp(-j / p.j_onset)) * (1.0 - p.fe_ageing_loss * damage)
+    fe_kin = p.fe_max * -xp.expm1(-j / p.j_onset) * (1.0 - p.fe_ageing_loss * damage)
     fe_kin = fe_kin * (
         1.0 - (1.0 - p.fe_no_catholyte) * xp.exp(-catholyte_flow_ml_min / p.catholyte_flow_ref)
     )
@@ -165,7 +169,9 @@ def faradaic_split(
     formate = _soft_min(formate, p.supply_utilisation * co2_in_mol_s, p.smooth_order)
     remaining = co2_in_mol_s - formate
     demand = p.carbonate_per_electron * x * current_a / F
-    carbonate = demand * remaining / (demand + remaining + 1e-300)
+    # written as remaining * (a share <= 1) so carbonate never exceeds what is left,
+    # even when the flows are so small that products lose precision
+    carbonate = remaining * (demand / (demand + remaining + 1e-300))
     fe = formate * (Z_FORMATE * F) / xp.maximum(current_a, 1e-300)
     return formate, carbonate, fe
 
@@ -212,9 +218,13 @@ def cell_voltage(
     kelvin_ratio = (temperature_c + 273.15) / 298.15
     e_eq = p.e_eq + p.de_dt * (temperature_c - 25.0)
     nernst = 0.05916 * kelvin_ratio * (14.0 - anolyte_ph)
-    eta_c = p.tafel_cathode * kelvin_ratio * xp.asinh(j / (2.0 * p.j0_cathode))
-    eta_a = p.tafel_anode * kelvin_ratio * xp.asinh(j / (2.0 * p.j0_anode))
-    warm = 1.0 / (1.0 + p.conductivity_tc * (temperature_c - 25.0))
+    # exchange currents rise with temperature (Arrhenius, linearised exponent around 25 degC),
+    # which outweighs the wider Tafel slope: overpotentials fall as the cell warms
+    activation = xp.exp(p.j0_tc * (temperature_c - 25.0))
+    eta_c = p.tafel_cathode * kelvin_ratio * xp.arcsinh(j / (2.0 * p.j0_cathode * activation))
+    eta_a = p.tafel_anode * kelvin_ratio * xp.arcsinh(j / (2.0 * p.j0_anode * activation))
+    # compounded, so resistances stay positive and finite at any temperature the ports allow
+    warm = xp.exp(-p.conductivity_tc * (temperature_c - 25.0))
     r_mem = p.r_membrane * (1.0 + p.dry_membrane_factor * (1.0 - humidity_percent / 100.0))
     r_an = p.r_anolyte / (xp.maximum(anolyte_conc, 0.0) + p.c_residual)
     stop = 1.0 + p.catholyte_stop_factor * xp.exp(-catholyte_flow_ml_min / p.catholyte_flow_ref)

@@ -1,0 +1,141 @@
+"""Shared fixtures: tiny traced components for engine tests, and the standard plant.
+
+The tiny components exchange dimensionless numbers and append ``(label, t, dt)``
+to one shared trace on every step, so a test can assert the execution order the
+engine produced as well as the values it recorded.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping
+
+import pytest
+
+from components.plant import build_plant
+from cosim import Component, Parameter, Port, Simulation
+
+
+class Traced(Component):
+    """A component that logs every step it takes into a shared trace."""
+
+    def __init__(self, label: str = "", trace: list | None = None, **params: float) -> None:
+        super().__init__(**params)
+        self.label = label
+        self.trace = [] if trace is None else trace
+
+    def _log(self, t: float, dt: float) -> None:
+        self.trace.append((self.label, t, dt))
+
+
+class Clock(Traced):
+    """No inputs; outputs the time at the end of its step (a measured signal)."""
+
+    outputs = (Port("y", "1", description="time at the end of the step", measured=True),)
+
+    def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        self._log(t, dt)
+        return {"y": t + dt}
+
+
+class Follower(Traced):
+    """``y = gain * u + offset``; ``offset`` is tunable, ``gain`` is not."""
+
+    inputs = (Port("u", "1", description="input"),)
+    outputs = (Port("y", "1", description="output", measured=True),)
+    parameters = (
+        Parameter("offset", 0.0, "1", "added to the input", -1e9, 1e9, tunable=True),
+        Parameter("gain", 1.0, "1", "multiplies the input", -1e9, 1e9),
+    )
+
+    def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        self._log(t, dt)
+        return {"y": self.p.gain * inputs["u"] + self.p.offset}
+
+
+class Integrator(Traced):
+    """``y`` integrates ``u`` over time (state ``_total``); ``steps`` counts its steps."""
+
+    inputs = (Port("u", "1", description="rate", start=1.0),)
+    outputs = (
+        Port("y", "1", description="integral of u", measured=True),
+        Port("steps", "1", description="steps taken with dt > 0"),
+    )
+    state_names = ("_total", "_steps")
+
+    def initialize(self, t0: float) -> None:
+        self._total = 0.0
+        self._steps = 0
+
+    def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        self._log(t, dt)
+        self._total += inputs["u"] * dt
+        self._steps += dt > 0
+        return {"y": self._total, "steps": float(self._steps)}
+
+
+class Faulty(Traced):
+    """Returns ``y = u`` until ``t >= fail_at``, then misbehaves as ``how`` says."""
+
+    inputs = (Port("u", "1", description="input"),)
+    outputs = (Port("y", "1", description="output"), Port("z", "1", description="second output"))
+
+    def __init__(self, label: str = "", trace: list | None = None, *, fail_at: float = math.inf,
+                 how: str = "nan") -> None:
+        super().__init__(label, trace)
+        self.fail_at = fail_at
+        self.how = how
+
+    def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        self._log(t, dt)
+        if t < self.fail_at:
+            return {"y": inputs["u"], "z": 0.0}
+        if self.how == "nan":
+            return {"y": math.nan, "z": 0.0}
+        if self.how == "inf":
+            return {"y": math.inf, "z": 0.0}
+        if self.how == "missing":
+            return {"y": inputs["u"]}
+        return None  # type: ignore[return-value]
+
+
+class Tiny:
+    """Factory of tiny components sharing one trace."""
+
+    def __init__(self) -> None:
+        self.trace: list[tuple[str, float, float]] = []
+
+    def clock(self, label: str) -> Clock:
+        return Clock(label, self.trace)
+
+    def follower(self, label: str, **params: float) -> Follower:
+        return Follower(label, self.trace, **params)
+
+    def integrator(self, label: str) -> Integrator:
+        return Integrator(label, self.trace)
+
+    def faulty(self, label: str, **kwargs: Any) -> Faulty:
+        return Faulty(label, self.trace, **kwargs)
+
+    def order(self, t: float | None = None, *, stepping: bool = True) -> list[str]:
+        """Labels in the order they stepped (at time ``t``; only dt > 0 steps by default)."""
+        return [
+            label for label, time, dt in self.trace
+            if (t is None or time == t) and (dt > 0 or not stepping)
+        ]
+
+
+@pytest.fixture
+def tiny() -> Tiny:
+    """Tiny traced components sharing one trace."""
+    return Tiny()
+
+
+@pytest.fixture
+def plant() -> Callable[..., Simulation]:
+    """Factory of simulations of the standard plant (``step`` 1 s unless told)."""
+
+    def make(step: float = 1.0, seed: int = 0, **kwargs: Any) -> Simulation:
+        components, connections = build_plant(kwargs.pop("parameters", None))
+        return Simulation(components, connections, step=step, seed=seed, **kwargs)
+
+    return make
