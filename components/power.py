@@ -21,7 +21,7 @@ class PowerSupply(Component):
 
     inputs = (
         Port("current_setpoint", "A", 0.0, 1000.0, "current asked for", start=5.0),
-        Port("cell_voltage", "V", 0.0, 100.0, "measured cell voltage (feedback)", start=0.0),
+        Port("cell_voltage", "V", 0.0, 100.0, "voltage sense (feedback)", start=0.0, measured=True),
     )
     outputs = (
         Port("current", "A", 0.0, 1000.0, "current delivered to the cell", start=0.0, measured=True),

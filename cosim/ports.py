@@ -24,7 +24,9 @@ class Port:
     lower, upper: physical bounds; scenario values outside them are rejected.
     description: one line for humans (tables, FMU, JSON Schema).
     start: value before anything is computed or when an input is left unconnected.
-    measured: the signal is a sensor reading, so sensor faults may act on it.
+    measured: on an output, the signal is a sensor reading, so sensor faults may
+        act on it; on an input, the input reads a sensor and so sees a faulty
+        reading. Inputs that are not ``measured`` always get the true value.
     """
 
     name: str

@@ -33,7 +33,7 @@ from simpy.events import Event as _SimpyEvent
 from .component import Component
 from .errors import SimulationError, WiringError
 from .events import Event, SensorFault, SetParameter
-from .graph import Connection, Graph
+from .graph import Connection, Graph, split_signal
 from .profiles import CONTINUOUS, Constant, Profile
 from .recorder import Recorder
 
@@ -135,12 +135,13 @@ class Simulation:
         self._n_signals = len(self._values)
 
         self._delayed: list[tuple[int, int]] = []
-        held: dict[str, int] = {}
+        held: dict[Connection, int] = {}
         for conn in self.connections:
-            if conn.delayed and conn.source not in held:
-                held[conn.source] = len(self._values)
+            if conn.delayed:
+                held[conn] = len(self._values)
                 self._values.append(self._values[self._slots[conn.source]])
-                self._delayed.append((self._slots[conn.source], held[conn.source]))
+                self._delayed.append((self._slots[conn.source], held[conn]))
+        self._held = held
 
         self._members: dict[str, _Member] = {}
         for rank, cname in enumerate(self.order):
@@ -152,7 +153,7 @@ class Simulation:
                 if conn is None:
                     member.gather.append((port.name, self._slots[name]))
                 elif conn.delayed:
-                    member.gather.append((port.name, held[conn.source]))
+                    member.gather.append((port.name, held[conn]))
                 else:
                     member.gather.append((port.name, self._slots[conn.source]))
             member.scatter = [(p.name, self._slots[f"{cname}.{p.name}"]) for p in comp.outputs]
@@ -485,11 +486,13 @@ class Simulation:
 
     # -- signals from outside ---------------------------------------------------------
     def get(self, signal: str) -> Any:
-        """Present value of an output, an unconnected input, or a connected input."""
+        """Present value of an output (as its sensor reads it), an unconnected input,
+        or a connected input (as its component sees it: delayed, true or read)."""
         if signal in self._slots:
             return self._values[self._slots[signal]]
         if signal in self._fed:
-            return self._values[self._slots[self._fed[signal].source]]
+            cname, pname = split_signal(signal)
+            return self._values[dict(self._members[cname].gather)[pname]]
         raise SimulationError(f"unknown signal {signal!r}; known: {', '.join(self._slots)}")
 
     def set(self, signal: str, value: float) -> None:
@@ -571,6 +574,8 @@ class Simulation:
         """Corrupt the reading of measured output ``signal`` from now on (``clear`` ends it)."""
         slot = self._require_measured(signal)
         member = self._members[signal.split(".")[0]]
+        if slot not in self._true_slots and self.env is not None:
+            member.truth.append((slot, self._true_slot(slot)))
         faults = member.faults.setdefault(slot, [])
         true_slot = self._true_slots.get(slot)
         true_value = self._values[true_slot] if true_slot is not None else self._values[slot]
@@ -593,10 +598,30 @@ class Simulation:
         return self._slots[signal]
 
     def _true_slot(self, slot: int) -> int:
-        if slot not in self._true_slots:
-            self._true_slots[slot] = len(self._values)
-            self._values.append(self._values[slot])
-        return self._true_slots[slot]
+        """Give a faultable signal a slot for its true value and wire physics to it.
+
+        The signal's own slot carries the sensor reading (recorded as ``signal``,
+        seen by inputs declared ``measured``: a supply's voltage sense, a
+        controller); every other consumer is rewired to the true value, because
+        a faulty sensor changes what is seen, never the physics.
+        """
+        if slot in self._true_slots:
+            return self._true_slots[slot]
+        tslot = self._true_slots[slot] = len(self._values)
+        self._values.append(self._values[slot])
+        for conn in self.connections:
+            if self._slots[conn.source] != slot:
+                continue
+            cname, pname = split_signal(conn.target)
+            if self.components[cname].input_port(pname).measured:
+                continue
+            if conn.delayed:
+                hslot = self._held[conn]
+                self._delayed = [(tslot if d == hslot else s, d) for s, d in self._delayed]
+            else:
+                gather = self._members[cname].gather
+                gather[:] = [(n, tslot if n == pname else i) for n, i in gather]
+        return tslot
 
     def _apply_sensor_faults(self, member: _Member, t_end: float) -> None:
         values = self._values

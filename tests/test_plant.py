@@ -274,3 +274,55 @@ def test_time_outside_limits_counts_rows(frame):
         assert figures["outside_limits"][name] == bad.sum() * STEP, name
     assert figures["outside_limits"]["reactor.fe_formate"] > 0  # the pump stop
     assert figures["time_outside_limits_s"] == sum(figures["outside_limits"].values())
+
+
+def test_sensor_faults_change_readings_not_physics():
+    """A biased current sensor and a drifting gas-flow sensor leave the reactor's physics untouched."""
+    from components.plant import build_plant
+    from cosim import SensorFault, Simulation
+
+    def go(faults):
+        components, connections = build_plant()
+        sim = Simulation(components, connections, step=1.0)
+        for fault in faults:
+            sim.schedule(fault)
+        return sim.run(300, progress=False)
+
+    clean = go([])
+    faulty = go([SensorFault(60, "power.current", "bias", offset=1.0),
+                 SensorFault(60, "feed.gas_flow", "drift", rate=1.0)])
+    for column in ("reactor.formate_rate", "reactor.cell_voltage", "reactor.co2_in_rate"):
+        assert (faulty[column] == clean[column]).all(), column
+    assert faulty["power.current"].iloc[-1] == pytest.approx(clean["power.current"].iloc[-1] + 1.0)
+    assert faulty["power.current:true"].iloc[-1] == clean["power.current"].iloc[-1]
+    assert faulty["feed.gas_flow"].iloc[-1] > clean["feed.gas_flow"].iloc[-1] + 200
+
+
+def test_voltage_sense_fault_reaches_the_power_supply():
+    """The supply reads the voltage sensor, so a biased reading drives it into compliance."""
+    from components.plant import build_plant
+    from cosim import SensorFault, Simulation
+
+    components, connections = build_plant()
+    sim = Simulation(components, connections, step=1.0)
+    sim.schedule(SensorFault(60, "reactor.cell_voltage", "bias", offset=5.0))
+    frame = sim.run(300, progress=False)
+    assert frame["power.voltage_limited"].iloc[:60].max() == 0.0
+    assert frame["power.voltage_limited"].iloc[-1] == 1.0
+    assert frame["power.current"].iloc[-1] < 0.5 * frame["power.current"].iloc[59]
+    assert sim.get("power.cell_voltage") == frame["reactor.cell_voltage"].iloc[-1]
+
+
+def test_sensor_fault_injected_while_running_spares_the_physics():
+    """A fault injected from outside mid-run changes the reading; the reactor still sees the truth."""
+    from components.plant import build_plant
+    from cosim import Simulation
+
+    components, connections = build_plant()
+    sim = Simulation(components, connections, step=1.0)
+    sim.advance_to(10)
+    truth = sim.get("power.current")
+    sim.sensor_fault("power.current", "bias", offset=2.0)
+    sim.advance_to(20)
+    assert sim.get("power.current") == pytest.approx(truth + 2.0)
+    assert sim.get("reactor.current") == truth

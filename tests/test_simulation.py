@@ -17,6 +17,7 @@ import pytest
 
 from cosim import (
     Connection,
+    Port,
     Constant,
     RampInput,
     SensorFault,
@@ -326,13 +327,27 @@ def test_sensor_faults_stack_and_clear_together(tiny):
     assert col(frame, "c.y") == [0, 1, 12, 14, 16, 5, 6]
 
 
-def test_sensor_fault_reading_feeds_downstream(tiny):
-    """`c: Clock(1) -> f: Follower(1)` with `bias +10` on c.y: the follower sees the biased reading."""
+def test_sensor_fault_spares_physical_consumers(tiny):
+    """`c: Clock(1) -> f: Follower(1)` with `bias +10` on c.y: f's plain input gets the true value."""
     sim = Simulation({"c": tiny.clock("c"), "f": tiny.follower("f")},
                      [Connection("c.y", "f.u")], step=1.0)
     sim.schedule(SensorFault(1.0, "c.y", "bias", offset=10.0))
     frame = sim.run(3)
-    assert col(frame, "f.y") == [0, 1, 12, 13]
+    assert col(frame, "c.y") == [0, 1, 12, 13]
+    assert col(frame, "f.y") == [0, 1, 2, 3]
+
+
+def test_sensor_fault_reading_reaches_measuring_inputs(tiny):
+    """`c: Clock(1) -> m: Sense(1)` with `bias +10` on c.y: an input declared measured sees the reading."""
+
+    class Sense(type(tiny.follower("x"))):
+        inputs = (Port("u", "1", description="reads a sensor", measured=True),)
+
+    sim = Simulation({"c": tiny.clock("c"), "m": Sense("m", tiny.trace)},
+                     [Connection("c.y", "m.u")], step=1.0)
+    sim.schedule(SensorFault(1.0, "c.y", "bias", offset=10.0))
+    frame = sim.run(3)
+    assert col(frame, "m.y") == [0, 1, 12, 13]
 
 
 @pytest.mark.parametrize("target, fragment", [("i.steps", "not a measured signal; measured: i.y"),
