@@ -29,7 +29,7 @@ class PowerSupply(Component):
     )
     parameters = (
         Parameter("max_current", 50.0, "A", "rated current", 0.0, 1000.0),
-        Parameter("max_voltage", 6.0, "V", "compliance voltage", 0.0, 100.0),
+        Parameter("max_voltage", 6.0, "V", "compliance voltage", 0.0, 100.0, tunable=True),
         Parameter("slew_rate", 10.0, "A/s", "largest change of current per second", 0.0, math.inf),
         Parameter("output_enabled", 1.0, "1", "0 trips the output", 0.0, 1.0, tunable=True),
     )
