@@ -69,16 +69,26 @@ class Component:
             f"known: {', '.join(p.name for p in cls.parameters) or 'none'}"
         )
 
-    def set_parameter(self, name: str, value: float, *, running: bool = True) -> None:
-        """Change a parameter; during a run only ``tunable`` parameters may change."""
-        spec = self.parameter(name)
+    def check_parameter(self, name: str, value: Any, *, running: bool = True) -> float:
+        """``value`` as the float parameter ``name`` would take; raise if it may not.
+
+        During a run (``running``) only ``tunable`` parameters may change.
+        """
+        try:
+            spec = self.parameter(name)
+        except KeyError as exc:
+            raise WiringError(exc.args[0]) from None
         if running and not spec.tunable:
             tunable = [p.name for p in self.parameters if p.tunable]
             raise WiringError(
                 f"{type(self).__name__}.{name} is fixed during a run; "
                 f"tunable parameters: {', '.join(tunable) or 'none'}"
             )
-        setattr(self.p, name, _checked_value(self, spec, value))
+        return _checked_value(self, spec, value)
+
+    def set_parameter(self, name: str, value: float, *, running: bool = True) -> None:
+        """Change a parameter after :meth:`check_parameter` accepts it."""
+        setattr(self.p, name, self.check_parameter(name, value, running=running))
 
     # -- ports ----------------------------------------------------------------------
     @classmethod

@@ -169,7 +169,6 @@ class Simulation:
         self._applied: set[int] = set()
         self.event_log: list[tuple[float, str]] = []
         self._true_slots: dict[int, int] = {}
-        self._faults: dict[int, dict[str, Any]] = {}
         self._record_signals: list[str] | None = None
         self._record_every = 1
         self.recorder: Recorder | None = None
@@ -260,10 +259,8 @@ class Simulation:
         names = self._record_signals if self._record_signals is not None else self.signals
         for item in self._schedule:
             if isinstance(item.event, SensorFault):
-                self._true_slot(self._slots[item.event.target])
+                self._true_slot(item.event.target)
         true_names = {v: k for k, v in self._slots.items()}
-        for slot, tslot in self._true_slots.items():
-            self._members[true_names[slot].split(".")[0]].truth.append((slot, tslot))
         columns = list(names)
         indices = [self._slots[n] for n in names]
         for slot, tslot in self._true_slots.items():
@@ -547,25 +544,10 @@ class Simulation:
             raise SimulationError(
                 f"unknown component {cname!r} in {target!r}; known: {', '.join(self.components)}"
             )
-        specs = {p.name: p for p in comp.parameters}
-        tunable = ", ".join(n for n, p in specs.items() if p.tunable) or "none"
-        spec = specs.get(pname)
-        if spec is None:
-            raise SimulationError(
-                f"{cname} has no parameter {pname!r}; known: {', '.join(specs) or 'none'}"
-            )
-        if running and not spec.tunable:
-            raise SimulationError(
-                f"{target} is fixed during a run; tunable parameters: {tunable}"
-            )
         try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = math.nan
-        if not spec.contains(number):
-            raise SimulationError(
-                f"{target}: expected a finite value in {spec.bounds_text()}, found {value!r}"
-            )
+            comp.check_parameter(pname, value, running=running)
+        except WiringError as exc:
+            raise SimulationError(f"{target}: {exc}") from None
         return comp, pname
 
     def sensor_fault(
@@ -574,14 +556,11 @@ class Simulation:
         """Corrupt the reading of measured output ``signal`` from now on (``clear`` ends it)."""
         slot = self._require_measured(signal)
         member = self._members[signal.split(".")[0]]
-        if slot not in self._true_slots and self.env is not None:
-            member.truth.append((slot, self._true_slot(slot)))
+        true_slot = self._true_slot(signal)
         faults = member.faults.setdefault(slot, [])
-        true_slot = self._true_slots.get(slot)
-        true_value = self._values[true_slot] if true_slot is not None else self._values[slot]
         if mode == "clear":
             member.faults.pop(slot, None)
-            self._values[slot] = true_value
+            self._values[slot] = self._values[true_slot]
             return
         faults.append({"mode": mode, "since": self.time, "rate": rate, "offset": offset,
                        "std": std, "frozen": self._values[slot]})
@@ -597,7 +576,7 @@ class Simulation:
             )
         return self._slots[signal]
 
-    def _true_slot(self, slot: int) -> int:
+    def _true_slot(self, signal: str) -> int:
         """Give a faultable signal a slot for its true value and wire physics to it.
 
         The signal's own slot carries the sensor reading (recorded as ``signal``,
@@ -605,10 +584,12 @@ class Simulation:
         controller); every other consumer is rewired to the true value, because
         a faulty sensor changes what is seen, never the physics.
         """
+        slot = self._slots[signal]
         if slot in self._true_slots:
             return self._true_slots[slot]
         tslot = self._true_slots[slot] = len(self._values)
         self._values.append(self._values[slot])
+        self._members[split_signal(signal)[0]].truth.append((slot, tslot))
         for conn in self.connections:
             if self._slots[conn.source] != slot:
                 continue
