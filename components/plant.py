@@ -10,7 +10,7 @@
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 from cosim import Component, Connection, SetParameter, WiringError
 
@@ -18,6 +18,9 @@ from .feed import Feed
 from .power import PowerSupply
 from .reactor import Reactor
 from .separation import Separation
+
+if TYPE_CHECKING:
+    from models.surrogate import ModelSet
 
 __all__ = ["STAGES", "INPUTS", "FAULTS", "LIMITS", "KEY_SIGNALS", "build_plant", "resolve_input"]
 
@@ -97,15 +100,22 @@ def resolve_input(name: str) -> str:
 
 def build_plant(
     parameters: Mapping[str, Mapping[str, float]] | None = None,
+    models: ModelSet | None = None,
 ) -> tuple[dict[str, Component], list[Connection]]:
-    """Instantiate the four stages with parameter overrides and return them with their wiring."""
+    """Instantiate the four stages with parameter overrides and return them with their wiring.
+
+    ``models`` gives the reactor its surrogates; without it the reactor runs on physics.
+    """
     parameters = dict(parameters or {})
     unknown = sorted(set(parameters) - set(STAGES))
     if unknown:
         raise WiringError(
             f"unknown plant component(s) {', '.join(unknown)}; known: {', '.join(STAGES)}"
         )
-    components = {name: cls(**parameters.get(name, {})) for name, cls in STAGES.items()}
+    components = {name: cls(**parameters.get(name, {})) for name, cls in STAGES.items()
+                  if name != "reactor"}
+    components["reactor"] = Reactor(models=models, **parameters.get("reactor", {}))
+    components = {name: components[name] for name in STAGES}
     connections = [Connection(a, b) for a, b in _WIRES]
     connections += [Connection(a, b, delayed=True) for a, b in _FEEDBACK]
     return components, connections

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from cosim import Component, Parameter, Port
 from models import electrochemistry as ec
+from models.variables import VARIABLES
+
+if TYPE_CHECKING:
+    from models.surrogate import ModelSet
 
 __all__ = ["Reactor"]
 
@@ -35,6 +39,15 @@ class Reactor(Component):
     evaluated at the end of each step with the inputs held over it, and the
     cumulative quantities (``energy``, ``charge_passed``, ``formate_produced``)
     advance by ``rate * dt`` so they agree with the recorded rates exactly.
+
+    ``models`` (a :class:`models.surrogate.ModelSet`) replaces the physics of
+    cell voltage, FE to formate, outlet CO2 fraction and anolyte pH by
+    surrogates, variable by variable. Their estimates then pass through the
+    balances: FE is bounded to [0, 1] and formate to the CO2 fed, and the
+    outlet CO2 fraction fixes the carbonate loss within what is left, so charge
+    and carbon close every step whatever a network says. ``estimate_bounded``
+    is 1 in a step where such a bound had to act; ``<variable>_outside_envelope``
+    is 1 where a model input was outside its training envelope.
     """
 
     inputs = (
@@ -72,6 +85,15 @@ class Reactor(Component):
         Port("formate_produced", "mol", 0.0, math.inf, "formate produced since the start"),
         Port("co2_fed", "mol", 0.0, math.inf, "CO2 fed to the cell since the start"),
         Port("catalyst_damage", "1", 0.0, 1.0, "ageing state, 0 fresh, 1 fully aged"),
+        Port("formate_outlet_conc", "g/L", 0.0, 1e6,
+             "formate (as HCOO-) in the catholyte leaving the cell"),
+        Port("specific_energy", "kWh/kmol", 0.0, 1e9, "electrical energy per formate produced"),
+        Port("estimate_bounded", "1", 0.0, 1.0, "1 when a surrogate estimate had to be bounded "
+             "to keep the balances"),
+    ) + tuple(
+        Port(f"{v}_outside_envelope", "1", 0.0, 1.0,
+             f"1 when an input of the {v} model was outside its training envelope")
+        for v in VARIABLES
     )
     parameters = _cell_parameters() + (
         Parameter("initial_temperature", 25.0, "degC", "cell temperature at the start", -40.0, 200.0),
@@ -81,6 +103,10 @@ class Reactor(Component):
     state_names = (
         "_temperature", "_oh", "_charge_ah", "_hours", "_energy", "_formate", "_co2_fed", "_heat",
     )
+
+    def __init__(self, models: ModelSet | None = None, **parameters: float) -> None:
+        super().__init__(**parameters)
+        self.models = models if models is not None and models.surrogates else None
 
     def initialize(self, t0: float) -> None:
         values = vars(self.p)
@@ -121,28 +147,34 @@ class Reactor(Component):
         damage = ec.catalyst_damage(self._charge_ah, self._hours, c, xp)
 
         co2_in = ec.gas_mol_s(gas * x / 100.0)
-        formate, carbonate, fe = ec.faradaic_split(current, co2_in, x, gas, q_cat, damage, c, xp)
-        h2 = (current - formate * ec.Z_FORMATE * ec.F) / (ec.Z_H2 * ec.F)
-        co2_out = co2_in - formate - carbonate
         n2 = ec.gas_mol_s(gas * (1.0 - x / 100.0))
-        outlet = co2_out + n2 + h2
+        formate, carbonate, fe = ec.faradaic_split(current, co2_in, x, gas, q_cat, damage, c, xp)
         ph = ec.ph_from_hydroxide(self._oh, xp)
         voltage = ec.cell_voltage(
             current, self._temperature, ph, c_an, c_cat, q_cat, inputs["humidity"], damage, c, xp
         )
+        h2 = (current - formate * ec.Z_FORMATE * ec.F) / (ec.Z_H2 * ec.F)
+        co2_out = co2_in - formate - carbonate
+        flags: dict[str, Any] = {}
+        bounded: Any = current * 0.0
+        if self.models is not None:
+            voltage, ph, formate, h2, co2_out, carbonate, fe, bounded, flags = self._estimate(
+                t + dt, inputs, voltage, ph, fe, co2_in, n2, co2_out, xp)
+        outlet = co2_out + n2 + h2
         power = voltage * current
         self._heat = xp.maximum(voltage - c.e_thermoneutral, 0.0) * current
         self._energy = self._energy + power * dt / 3.6e6
         self._formate = self._formate + formate * dt
         self._co2_fed = self._co2_fed + co2_in * dt
         safe_outlet = xp.maximum(outlet, 1e-300)
-        return {
+        formate_mol_h = formate * 3600.0
+        out = {
             "current_density": ec.current_density(current, c.area_cm2),
             "cell_voltage": voltage,
             "fe_formate": fe,
             "fe_h2": 1.0 - fe,
             "formate_rate": formate,
-            "formate_production": formate * ec.M_HCOO * 3600.0,
+            "formate_production": formate_mol_h * ec.M_HCOO,
             "h2_rate": h2,
             "co2_in_rate": co2_in,
             "co2_out_rate": co2_out,
@@ -160,4 +192,68 @@ class Reactor(Component):
             "formate_produced": self._formate,
             "co2_fed": self._co2_fed,
             "catalyst_damage": damage,
+            "formate_outlet_conc": xp.where(
+                q_cat > 0.0, formate * ec.M_HCOO * 60000.0 / xp.maximum(q_cat, 1e-300), 0.0),
+            "specific_energy": xp.where(
+                formate_mol_h > 1e-12, power / xp.maximum(formate_mol_h, 1e-300), 0.0),
+            "estimate_bounded": bounded,
         }
+        for v in VARIABLES:
+            out[f"{v}_outside_envelope"] = flags.get(v, bounded * 0.0)
+        return out
+
+    def _estimate(self, t: float, inputs: Mapping[str, Any], voltage: Any, ph: Any, fe: Any,
+                  co2_in: Any, n2: Any, co2_out: Any, xp: Any) -> tuple[Any, ...]:
+        """Surrogate estimates of the four variables, bounded so the balances close.
+
+        Returns ``voltage, ph, formate, h2, co2_out, carbonate, fe, bounded, flags``.
+        """
+        m, c = self.models, self._cell
+        current = inputs["current"]
+        signals = {
+            "current": current,
+            "current_density": ec.current_density(current, c.area_cm2),
+            "gas_flow": inputs["gas_flow"],
+            "co2_fraction": inputs["co2_fraction"],
+            "humidity": inputs["humidity"],
+            "anolyte_flow": inputs["anolyte_flow"],
+            "catholyte_flow": inputs["catholyte_flow"],
+            "anolyte_conc": inputs["anolyte_conc"],
+            "catholyte_conc": inputs["catholyte_conc"],
+            "ambient_temperature": inputs["ambient_temperature"],
+            "cell_temperature": self._temperature,
+            "charge_passed": self._charge_ah,
+        }
+        outlet_phys = co2_out + n2 + (current * (1.0 - fe)) / (ec.Z_H2 * ec.F)
+        physics = {
+            "cell_voltage": voltage, "anolyte_ph": ph, "fe_formate": fe,
+            "outlet_co2_fraction": 100.0 * co2_out / xp.maximum(outlet_phys, 1e-300),
+        }
+        est, flags = m.estimate_all(signals, physics, t)
+        zf = ec.Z_FORMATE * ec.F
+        fe_raw = est["fe_formate"]
+        fe_b = xp.minimum(xp.maximum(fe_raw, 0.0), 1.0)
+        formate = xp.minimum(fe_b * current / zf, co2_in)
+        bounded = xp.where(fe_b != fe_raw, 1.0, 0.0)
+        bounded = xp.where(formate < fe_b * current / zf, 1.0, bounded)
+        h2 = (current - formate * zf) / (ec.Z_H2 * ec.F)
+        fe = formate * zf / xp.maximum(current, 1e-300)
+        remaining = co2_in - formate
+        physical = remaining - ec.carbonate_loss(remaining, current, signals["co2_fraction"], c)
+        if m.kind("outlet_co2_fraction") == "physics":
+            co2_out = physical
+        else:
+            # the fraction fixes CO2 out against the other outlet gases; with none of
+            # them it says nothing about the amount, and the physics loss law decides
+            y_raw = est["outlet_co2_fraction"]
+            y = xp.minimum(xp.maximum(y_raw / 100.0, 0.0), 1.0 - 1e-9)
+            others = n2 + h2
+            co2_out = xp.where(others > 0.0, xp.minimum(y * others / (1.0 - y), remaining), physical)
+            shown = 100.0 * co2_out / xp.maximum(co2_out + others, 1e-300)
+            bounded = xp.where(abs(shown - y_raw) > 1e-6, 1.0, bounded)
+        carbonate = remaining - co2_out
+        v_raw, ph_raw = est["cell_voltage"], est["anolyte_ph"]
+        voltage = xp.minimum(xp.maximum(v_raw, 0.0), 100.0)
+        ph = xp.minimum(xp.maximum(ph_raw, -2.0), 16.0)
+        bounded = xp.where((voltage != v_raw) | (ph != ph_raw), 1.0, bounded)
+        return voltage, ph, formate, h2, co2_out, carbonate, fe, bounded, flags

@@ -15,8 +15,10 @@ import yaml
 from pydantic import ValidationError
 
 from components.plant import FAULTS, LIMITS, build_plant, resolve_input
+from models.selection import model_set
+from models.surrogate import ModelSet
 
-from .errors import ScenarioError, SimulationError, WiringError
+from .errors import ModelError, ScenarioError, SimulationError, WiringError
 from .events import (
     Event,
     RampInput,
@@ -213,7 +215,7 @@ def parse_scenario(
     return scenario
 
 
-_SECTIONS = ("inputs", "plant", "limits", "rates")
+_SECTIONS = ("inputs", "plant", "limits", "rates", "models")
 _TIMING = ("start", "duration", "step")
 
 
@@ -372,7 +374,7 @@ def _event(scenario: Scenario, spec: Any) -> Event:
 def build(scenario: Scenario) -> Simulation:
     """The simulation a scenario describes, ready to initialise or run."""
     try:
-        components, connections = build_plant(scenario.plant)
+        components, connections = build_plant(scenario.plant, models=model_set_of(scenario))
         sim = Simulation(
             components, connections, step=scenario.step, start=scenario.start,
             rates=scenario.rates, seed=scenario.seed,
@@ -388,6 +390,28 @@ def build(scenario: Scenario) -> Simulation:
     return sim
 
 
+def model_set_of(scenario: Scenario) -> ModelSet:
+    """The reactor's surrogates as the scenario's ``models:`` section chooses them."""
+    m = scenario.models
+    try:
+        return model_set(m.choices(), default=m.default, envelope=m.envelope,
+                         directory=m.directory, valco2t_dir=m.valco2t_dir,
+                         base_dir=scenario.base_dir)
+    except ModelError as exc:
+        raise ScenarioError(_model_problems(exc), scenario.source) from None
+
+
+def _model_problems(exc: ModelError) -> list[str]:
+    """One problem per variable: ``models.<variable>: ...`` with continuation lines kept."""
+    problems: list[str] = []
+    for line in str(exc).splitlines():
+        if line.startswith("  ") and problems:
+            problems[-1] += "\n" + line
+        else:
+            problems.append(f"models.{line}")
+    return problems
+
+
 def run(scenario: Scenario | str | Path, *, progress: bool | None = None) -> Any:
     """Run a scenario (object or file) and return its results as a DataFrame."""
     if not isinstance(scenario, Scenario):
@@ -398,6 +422,7 @@ def run(scenario: Scenario | str | Path, *, progress: bool | None = None) -> Any
         "name": scenario.name, "source": scenario.source, "seed": scenario.seed,
         "step_s": scenario.step, "duration_s": scenario.duration,
         "limits": operating_limits(scenario),
+        "models": scenario.models.model_dump(mode="json"),
     }
     return frame
 

@@ -90,12 +90,22 @@ class Semantics:
             if limit.low is not None and limit.high is not None and limit.low > limit.high:
                 self.add(f"limits.{name}", f"expected low <= high, found low {limit.low:g} "
                          f"above high {limit.high:g}")
+        self._models()
         if s.output is not None:
             fmt = s.output.format or Path(s.output.file).suffix.lstrip(".").lower()
             if fmt not in FORMATS:
                 self.add("output.file", f"expected a .parquet or .csv file (or output.format), "
                          f"found {s.output.file!r}")
         return self.problems
+
+    def _models(self) -> None:
+        """Every chosen model loads, its inputs are fed, its card agrees with its use."""
+        from .scenario import model_set_of
+
+        try:
+            model_set_of(self.s)
+        except ScenarioError as exc:
+            self.problems += exc.problems
 
     def _timing(self) -> None:
         """Whole steps, a bounded number of them, a finite end, a recording that fits."""

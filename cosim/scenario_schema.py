@@ -19,10 +19,12 @@ from pydantic import (
     model_validator,
 )
 
+from models.variables import VARIABLES
+
 __all__ = [
     "Scenario", "InputSpec", "CsvSpec", "RampSpec", "RecordSpec", "OutputSpec", "LimitSpec",
     "SetEvent", "RampEvent", "ProfileEvent", "ParameterEvent", "PumpEvent", "SupplyDropEvent",
-    "PlainFaultEvent", "SensorEvent", "NOT_IN_FILES",
+    "PlainFaultEvent", "SensorEvent", "ModelsSpec", "ModelFileSpec", "NOT_IN_FILES",
 ]
 
 MAX_RECORD_BYTES = 4 * 2**30
@@ -225,6 +227,63 @@ class LimitSpec(_Strict):
     high: Finite | None = None
 
 
+_KIND = Literal["physics", "nn", "hybrid", "valco2t"]
+
+
+class ModelFileSpec(_Strict):
+    """A ``.keras`` file as one variable's model (path relative to the scenario file)."""
+
+    path: Name
+    kind: Literal["nn", "hybrid"] | None = Field(
+        default=None, description="nn: the file gives the value; hybrid: a correction on physics "
+        "(default: its model card's kind, else nn)")
+    inputs: dict[Name, Name] = Field(
+        default={}, description="model input -> reactor signal, for inputs not named like one")
+    constants: dict[Name, Finite] = Field(default={}, description="model inputs held constant")
+    absolute: bool = Field(default=False, description="take abs() of the output, as VALCO2T did")
+
+
+def _model_file(value: Any) -> Any:
+    """A bare ``something.keras`` string is a model file; any other text must be a kind."""
+    if isinstance(value, str):
+        if value.strip().lower().endswith(".keras"):
+            return {"path": value}
+        if value not in ("physics", "nn", "hybrid", "valco2t"):
+            raise ValueError("physics, nn, hybrid, valco2t or a .keras file")
+    return value
+
+
+ModelChoice = Annotated[Union[_KIND, ModelFileSpec], BeforeValidator(_model_file)]
+
+
+class ModelsSpec(_Strict):
+    """Which model estimates each variable, and what happens outside a model's envelope."""
+
+    default: _KIND = Field(default="hybrid", description="kind for every variable not named")
+    envelope: Literal["warn", "clamp", "physics", "stop"] = Field(
+        default="warn", description="when a model input leaves its training envelope: warn and "
+        "use the model, clamp the inputs, fall back to physics, or stop with an error")
+    directory: Name | None = Field(
+        default=None, description="folder of trained nn/hybrid models (default: the committed "
+        "models/trained); relative to the scenario file")
+    valco2t_dir: Name | None = Field(
+        default=None, description="folder of the four VALCO2T models (default: the "
+        "CO2TWIN_VALCO2T_DIR environment variable); relative to the scenario file")
+    cell_voltage: ModelChoice | None = None
+    fe_formate: ModelChoice | None = None
+    outlet_co2_fraction: ModelChoice | None = None
+    anolyte_ph: ModelChoice | None = None
+
+    def choices(self) -> dict[str, Any]:
+        """Variable -> kind or file spec (as a mapping), for the variables named."""
+        out = {}
+        for name in VARIABLES:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value.model_dump() if isinstance(value, ModelFileSpec) else value
+        return out
+
+
 class Scenario(_Strict):
     """A validated scenario. Build it with :func:`load_scenario` or :func:`parse_scenario`."""
 
@@ -241,6 +300,7 @@ class Scenario(_Strict):
     record: RecordSpec = RecordSpec()
     output: OutputSpec | None = None
     limits: dict[Name, LimitSpec] = {}
+    models: ModelsSpec = ModelsSpec()
 
     #: directory that relative CSV paths are read from (not part of the file)
     base_dir: Path = Field(default=Path("."), exclude=True)

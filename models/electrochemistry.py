@@ -21,7 +21,7 @@ import numpy as np
 __all__ = [
     "F", "Z_FORMATE", "Z_H2", "M_HCOO", "M_HCOOH", "M_H2", "MOLAR_VOLUME_L", "KW",
     "SCALAR", "namespace", "CellParameters", "gas_mol_s", "gas_ml_min",
-    "current_density", "catalyst_damage", "faradaic_split", "hydroxide_step",
+    "current_density", "catalyst_damage", "faradaic_split", "carbonate_loss", "hydroxide_step",
     "ph_from_hydroxide", "cell_voltage", "first_order_step",
 ]
 
@@ -167,13 +167,21 @@ def faradaic_split(
     j_formate = _soft_min(j_formate, j_lim, p.smooth_order)
     formate = j_formate * p.area_cm2 / 1000.0 / (Z_FORMATE * F)
     formate = _soft_min(formate, p.supply_utilisation * co2_in_mol_s, p.smooth_order)
-    remaining = co2_in_mol_s - formate
-    demand = p.carbonate_per_electron * x * current_a / F
-    # written as remaining * (a share <= 1) so carbonate never exceeds what is left,
-    # even when the flows are so small that products lose precision
-    carbonate = remaining * (demand / (demand + remaining + 1e-300))
+    carbonate = carbonate_loss(co2_in_mol_s - formate, current_a, co2_percent, p)
     fe = formate * (Z_FORMATE * F) / xp.maximum(current_a, 1e-300)
     return formate, carbonate, fe
+
+
+def carbonate_loss(remaining_mol_s: Any, current_a: Any, co2_percent: Any, p: CellParameters) -> Any:
+    """CO2 lost as carbonate (mol/s) out of the ``remaining`` CO2 not reduced to formate.
+
+    Crossover demand grows with current and CO2 fraction; the loss saturates at
+    what is left, so formate + carbonate never exceeds the CO2 fed.
+    """
+    demand = p.carbonate_per_electron * (co2_percent / 100.0) * current_a / F
+    # remaining * (a share <= 1): never more than is left, even when the flows are
+    # so small that products lose precision
+    return remaining_mol_s * (demand / (demand + remaining_mol_s + 1e-300))
 
 
 def hydroxide_step(

@@ -215,6 +215,12 @@ class Network:
                 h = act(h)
         return float(h[0])
 
+    @property
+    def chain(self) -> list[tuple[Array | None, Array | None, Any]] | None:
+        """For a single-path network: ``(W, b, activation)`` per step, ``h <- act(W @ h + b)``
+        on one sample (``None`` where a part is absent); ``None`` for other graphs."""
+        return None if self._one is None else list(self._one)
+
     def layers_summary(self) -> list[str]:
         """One line per Keras layer: name, class, weight group and what the runtime made of it."""
         return list(self._summary)

@@ -7,6 +7,7 @@ engine produced as well as the values it recorded.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import pytest
@@ -137,5 +138,55 @@ def plant() -> Callable[..., Simulation]:
     def make(step: float = 1.0, seed: int = 0, **kwargs: Any) -> Simulation:
         components, connections = build_plant(kwargs.pop("parameters", None))
         return Simulation(components, connections, step=step, seed=seed, **kwargs)
+
+    return make
+
+
+#: the VALCO2T twin's four Keras models; CI has them beside the repository, never inside it
+VALCO2T_MODELS = Path(__file__).resolve().parents[2] / "shared" / "valco2t" / "models"
+
+
+@pytest.fixture(scope="session")
+def valco2t_models() -> Path:
+    """The folder of the four VALCO2T models; fails (never skips) when they are missing."""
+    missing = [n for n in ("DNN_V_model", "DNN_CH2_model", "DNN_CCO2_model", "DNN_pH_model")
+               if not (VALCO2T_MODELS / f"{n}.keras").is_file()]
+    assert not missing, (f"VALCO2T models {', '.join(missing)} not found in {VALCO2T_MODELS}; "
+                         "tests need ../shared/valco2t beside the repository")
+    return VALCO2T_MODELS
+
+
+@pytest.fixture(scope="session")
+def keras() -> Any:
+    """Keras, with TensorFlow's C++ logging quietened (the tests that compare with it)."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    return keras
+
+
+@pytest.fixture(scope="session")
+def model_card() -> Callable[..., Any]:
+    """Factory of valid model cards (validated by ModelCard) for hand-built test models."""
+    from models.cards import InputRange, ModelCard, Splits
+    from models.variables import FEATURES, VARIABLES
+
+    def make(variable: str, kind: str, envelope: Mapping[str, tuple[float, float]]) -> ModelCard:
+        output: dict[str, Any] = {"name": variable, "unit": VARIABLES[variable].unit}
+        if kind == "hybrid":
+            output.update(residual_of="physics", baseline={"function": "models.baseline.predict"})
+        split = {"truth": {"mae": 0.01, "rmse": 0.02, "r2": 0.9}}
+        return ModelCard(
+            variable=variable, kind=kind,
+            inputs=[InputRange(n, FEATURES[n].unit, lo, hi) for n, (lo, hi) in envelope.items()],
+            output=output, metrics={"test": split, "extrapolation": split},
+            data={"hash": "ab" * 32, "rows": 10, "source": "<test>",
+                  "splits": Splits(0, 0.85, 240.0, (1,), (2,)).to_dict()},
+            training={"epochs_run": 1, "early_stopping": {}, "seed": 0, "time_s": 0.1,
+                      "architecture": {"hidden": [4]}, "optimizer": {"name": "none"}},
+            versions={"keras": "3"}, created="2026-01-01T00:00:00+00:00",
+        )
 
     return make

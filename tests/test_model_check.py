@@ -16,14 +16,13 @@ from models.check import Finding, check_model, model_target, self_inputs
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 VALCO2T = Path(__file__).resolve().parents[2] / "shared" / "valco2t" / "models"
-needs_valco2t = pytest.mark.skipif(not (VALCO2T / "DNN_V_model.keras").is_file(),
-                                   reason=f"VALCO2T models not found at {VALCO2T}")
+needs_valco2t = pytest.mark.usefixtures("valco2t_models")
 
 
 @pytest.fixture(scope="module")
 def keras() -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    keras = pytest.importorskip("keras")
+    import keras
     keras.utils.set_random_seed(11)
     return keras
 

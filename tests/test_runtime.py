@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 VALCO2T = Path(__file__).resolve().parents[2] / "shared" / "valco2t" / "models"
 VALCO2T_NAMES = ("DNN_V_model", "DNN_CH2_model", "DNN_CCO2_model", "DNN_pH_model")
 V_MODEL = VALCO2T / "DNN_V_model.keras"
-needs_valco2t = pytest.mark.skipif(not V_MODEL.is_file(), reason=f"VALCO2T models not found at {VALCO2T}")
+needs_valco2t = pytest.mark.usefixtures("valco2t_models")
 
 #: Keras's own save() trips a NumPy 2 deprecation inside TensorFlow
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -44,7 +44,7 @@ SERVICE_CONSTANTS = {"V": 10.0, "C_H2_out": 0.0, "C_CO2_out": 0.0, "pH": 7.0}
 @pytest.fixture(scope="module")
 def keras() -> Any:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    keras = pytest.importorskip("keras")
+    import keras
     keras.utils.set_random_seed(7)
     return keras
 

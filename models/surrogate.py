@@ -1,0 +1,443 @@
+"""Surrogates: one estimated variable from named reactor signals, evaluated in NumPy.
+
+A :class:`Surrogate` maps the reactor's signals (:data:`SIGNALS`: the features of
+:mod:`models.variables` plus the raw current and ambient temperature) to one
+variable. :class:`NetworkSurrogate` runs a ``.keras`` file through the
+TensorFlow-free :mod:`models.runtime`, as the value itself (``nn``) or as a
+correction on the physics baseline (``hybrid``). :class:`ModelSet` is what the
+reactor holds: one surrogate per variable it does not take from physics, and the
+envelope policy that decides what happens when an input leaves the range a
+model was trained on.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from cosim.errors import ModelError
+
+from .cards import card_beside
+from .variables import FEATURES, FILE_KINDS, SPACES, VARIABLES
+
+__all__ = [
+    "SIGNALS", "POLICIES", "DEFAULT_KIND", "TRAINED_DIR", "Surrogate", "NetworkSurrogate",
+    "ModelSet", "EnvelopeWarning", "load_network_surrogate",
+]
+
+#: reactor signals a model may take as input -> unit
+SIGNALS: dict[str, str] = {
+    **{name: f.unit for name, f in FEATURES.items()},
+    "current": "A",
+    "ambient_temperature": "degC",
+}
+#: what happens when a model input leaves the training envelope
+POLICIES = ("warn", "clamp", "physics", "stop")
+#: relative slack of the envelope check, for values at a bound up to rounding
+_ROUNDING = 1e-9
+#: the kind a scenario gets for every variable it does not name
+DEFAULT_KIND = "hybrid"
+#: where the committed default models live (``co2twin train`` regenerates them)
+TRAINED_DIR = Path(__file__).resolve().parent / "trained"
+
+
+class EnvelopeWarning(UserWarning):
+    """A model was evaluated outside the range of the data it was trained on."""
+
+
+@dataclass(frozen=True)
+class _Column:
+    """One model input: a reactor signal or a held constant."""
+
+    model_input: str
+    signal: str | None
+    constant: float = 0.0
+
+
+class Surrogate:
+    """One variable's model: named signal inputs, an optional envelope, and ``predict``.
+
+    ``inputs`` are reactor signals (keys of :data:`SIGNALS`), in the column order
+    ``predict`` takes. ``lower``/``upper`` are the training envelope per input
+    (``None`` when the model came without one).
+    """
+
+    variable: str
+    kind: str
+    source: str
+    inputs: tuple[str, ...]
+    lower: np.ndarray | None
+    upper: np.ndarray | None
+
+    def predict(self, x: np.ndarray, physics: np.ndarray) -> np.ndarray:
+        """Estimates for rows of ``x`` (n, len(inputs)) given the physics values (n,)."""
+        raise NotImplementedError
+
+    def predict_one(self, x: Sequence[float], physics: float) -> float:
+        """The estimate for one sample (the fast path the reactor uses every step)."""
+        return float(self.predict(np.asarray([x], dtype=float), np.asarray([physics]))[0])
+
+    def describe(self) -> str:
+        return f"{self.variable} {self.kind} model ({self.source})"
+
+
+class NetworkSurrogate(Surrogate):
+    """A Keras network evaluated by the NumPy runtime.
+
+    ``columns`` lists every model input in the network's order, each fed from a
+    signal or held at a constant. ``residual=True`` adds the network's output to
+    the physics value (a hybrid model); ``absolute=True`` takes ``abs()`` of the
+    output, as the original VALCO2T service did with negative predictions.
+    """
+
+    def __init__(
+        self,
+        network: Any,
+        *,
+        variable: str,
+        kind: str,
+        columns: Sequence[_Column],
+        residual: bool = False,
+        absolute: bool = False,
+        envelope: Mapping[str, tuple[float, float]] | None = None,
+        source: str = "",
+        space: str = "value",
+    ) -> None:
+        self.network = network
+        self.variable = variable
+        self.kind = kind
+        self.source = source or str(getattr(network, "path", "?"))
+        self.residual = residual
+        self.absolute = absolute
+        if space not in SPACES:
+            raise ModelError(f"{source}: unknown learning space {space!r}; expected one of "
+                             f"{', '.join(SPACES)}")
+        self.space = space
+        _, self._to, self._back = SPACES[space]
+        self._plain = space == "value"
+        self.columns = tuple(columns)
+        self.inputs = tuple(c.signal for c in self.columns if c.signal is not None)
+        self._template = [c.constant for c in self.columns]
+        self._slots = [i for i, c in enumerate(self.columns) if c.signal is not None]
+        if envelope:
+            self.lower = np.array([envelope[s][0] for s in self.inputs], dtype=float)
+            self.upper = np.array([envelope[s][1] for s in self.inputs], dtype=float)
+        else:
+            self.lower = self.upper = None
+
+    def _full(self, x: np.ndarray) -> np.ndarray:
+        if len(self._slots) == len(self.columns):
+            return x
+        full = np.empty((x.shape[0], len(self.columns)))
+        full[:] = self._template
+        full[:, self._slots] = x
+        return full
+
+    def predict(self, x: np.ndarray, physics: np.ndarray) -> np.ndarray:
+        y = self.network.predict(self._full(np.asarray(x, dtype=float)))[:, 0]
+        if self.absolute:
+            y = np.abs(y)
+        if self._plain:
+            return physics + y if self.residual else y
+        return self._back(self._to(physics) + y if self.residual else y)
+
+    def predict_one(self, x: Sequence[float], physics: float) -> float:
+        values = self._template[:]
+        for slot, v in zip(self._slots, x):
+            values[slot] = v
+        return self.finish(self.network.predict_one(values), physics)
+
+    def finish(self, y: float, physics: float) -> float:
+        """The estimate from the network's raw output ``y`` for one sample."""
+        if self.absolute:
+            y = abs(y)
+        if self._plain:
+            return physics + y if self.residual else y
+        return self._back(self._to(physics) + y if self.residual else y)
+
+
+class _Bank:
+    """Several single-path networks of the same shape run as one: stacked first layer over
+    the union of their signals, block-diagonal layers after it. One sample then costs a few
+    matrix products for all variables instead of a few per variable."""
+
+    def __init__(self, members: Mapping[str, NetworkSurrogate]) -> None:
+        chains = {v: s.network.chain for v, s in members.items()}
+        self.variables = tuple(members)
+        self.inputs = tuple(dict.fromkeys(n for s in members.values() for n in s.inputs))
+        self.layers = []
+        depth = len(next(iter(chains.values())))
+        for k in range(depth):
+            parts = [chains[v][k] for v in self.variables]
+            widths = [w.shape[0] for w, _, _ in parts]
+            w_all = np.zeros((sum(widths), len(self.inputs) if k == 0 else sum(
+                p[0].shape[1] for p in parts)))
+            b_all = np.zeros(sum(widths))
+            row = col = 0
+            for v, (w, b, _), width in zip(self.variables, parts, widths):
+                if k == 0:
+                    for j, column in enumerate(members[v].columns):
+                        if column.signal is None:
+                            b_all[row:row + width] += w[:, j] * column.constant
+                        else:
+                            w_all[row:row + width, self.inputs.index(column.signal)] += w[:, j]
+                else:
+                    w_all[row:row + width, col:col + w.shape[1]] = w
+                    col += w.shape[1]
+                if b is not None:
+                    b_all[row:row + width] += b
+                row += width
+            self.layers.append((w_all, b_all, parts[0][2]))
+
+    @staticmethod
+    def fits(members: Mapping[str, Surrogate]) -> bool:
+        """Whether these surrogates can share one bank."""
+        chains = [s.network.chain if isinstance(s, NetworkSurrogate) else None for s in members.values()]
+        if len(chains) < 2 or any(c is None or not c for c in chains):
+            return False
+        first = chains[0]
+        return all(
+            len(c) == len(first) and c[-1][0] is not None and c[-1][0].shape[0] == 1
+            and all(w is not None and act is a[2] for (w, _, act), a in zip(c, first))
+            for c in chains
+        )
+
+    def run(self, signals: Mapping[str, float]) -> dict[str, float]:
+        h = np.array([signals[n] for n in self.inputs], dtype=float)
+        for w, b, act in self.layers:
+            h = w.dot(h) + b
+            if act is not None:
+                h = act(h)
+        return dict(zip(self.variables, h.tolist()))
+
+
+def _read_card(model: Path) -> dict[str, Any] | None:
+    path = card_beside(model)
+    if not path.exists():
+        return None
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: cannot read the model card ({exc})") from None
+    if not isinstance(card, dict) or not isinstance(card.get("inputs"), list):
+        raise ModelError(f"{path}: expected a model card with an 'inputs' list")
+    return card
+
+
+def load_network_surrogate(
+    variable: str,
+    path: str | Path,
+    *,
+    kind: str | None = None,
+    inputs: Mapping[str, str] | None = None,
+    constants: Mapping[str, float] | None = None,
+    absolute: bool = False,
+) -> NetworkSurrogate:
+    """A ``.keras`` model as the surrogate of ``variable``.
+
+    Model inputs are fed by name: ``inputs`` maps a model input to a reactor
+    signal, ``constants`` holds a model input at a value, and any other model
+    input must be named like a signal. ``kind`` is ``nn`` (the model gives the
+    value) or ``hybrid`` (it gives a correction on physics); a model card beside
+    the file supplies the kind, the units and the training envelope.
+    """
+    from .runtime import load_keras
+
+    if variable not in VARIABLES:
+        raise ModelError(f"unknown variable {variable!r}; expected one of {', '.join(VARIABLES)}")
+    path = Path(path)
+    network = load_keras(path)
+    card = _read_card(path)
+    where = str(path)
+    if card is not None:
+        card_kind = card.get("kind")
+        if kind is not None and card_kind is not None and kind != card_kind:
+            raise ModelError(f"{where}: asked for a {kind} model, but its card says {card_kind!r}")
+        kind = kind or card_kind
+        card_var = card.get("variable")
+        if card_var is not None and card_var != variable:
+            raise ModelError(f"{where}: the model estimates {card_var!r} (its card), "
+                             f"not {variable!r}")
+    kind = kind or "nn"
+    if kind not in FILE_KINDS:
+        raise ModelError(f"{where}: expected kind nn or hybrid, found {kind!r}")
+    inputs = dict(inputs or {})
+    constants = dict(constants or {})
+    names = list(network.input_names)
+    problems = [f"inputs.{k}: the model has no input {k!r}" for k in inputs if k not in names]
+    problems += [f"constants.{k}: the model has no input {k!r}" for k in constants if k not in names]
+    problems += [f"{k}: both mapped to a signal and held constant" for k in inputs if k in constants]
+    units = {i["name"]: i.get("unit") for i in (card or {}).get("inputs", []) if "name" in i}
+    columns = []
+    for name in names:
+        if name in constants:
+            columns.append(_Column(name, None, float(constants[name])))
+            continue
+        signal = inputs.get(name, name)
+        if name in inputs and signal not in SIGNALS:
+            problems.append(f"model input {name!r} is mapped to {signal!r}, which is not a "
+                            f"reactor signal; signals: {', '.join(SIGNALS)}")
+            continue
+        if signal not in SIGNALS:
+            problems.append(
+                f"model input {name!r} is fed by no signal; map it (inputs: {{{name}: <signal>}}) "
+                f"or hold it (constants: {{{name}: <value>}}); signals: {', '.join(SIGNALS)}")
+            continue
+        unit = units.get(name)
+        if unit is not None and unit != SIGNALS[signal]:
+            problems.append(f"model input {name!r} is in {unit!r} (its card) but the signal "
+                            f"{signal!r} is in {SIGNALS[signal]!r}")
+        columns.append(_Column(name, signal))
+    if problems:
+        raise ModelError(f"{where}: input mismatch for {variable}:\n" + "\n".join(
+            f"  - {p}" for p in problems))
+    envelope = None
+    if card is not None:
+        by_input = {i["name"]: i for i in card["inputs"]}
+        envelope = {}
+        for c in columns:
+            spec = by_input.get(c.model_input)
+            if c.signal is not None and spec is not None:
+                lo, hi = float(spec["min"]), float(spec["max"])
+                if not lo <= hi:
+                    raise ModelError(f"{card_beside(path)}: input {c.model_input!r} has min {lo:g} "
+                                     f"above max {hi:g}")
+                envelope[c.signal] = (lo, hi)
+        if len(envelope) != sum(c.signal is not None for c in columns):
+            envelope = None
+    space = (card or {}).get("output", {}).get("space", "value")
+    return NetworkSurrogate(
+        network, variable=variable, kind=kind, columns=columns, residual=kind == "hybrid",
+        absolute=absolute, envelope=envelope, source=where, space=space,
+    )
+
+
+class ModelSet:
+    """The surrogates a reactor uses, and its envelope policy.
+
+    Variables without a surrogate come from physics. ``estimate`` returns the
+    value and a 0/1 flag that is 1 when an input was outside the model's
+    training envelope; the policy decides the value then: ``warn`` (use the
+    model, warn once per variable), ``clamp`` (clip the inputs into the
+    envelope), ``physics`` (use the physics value), ``stop`` (raise
+    :class:`ModelError` naming the input, its value and the envelope).
+    """
+
+    def __init__(self, surrogates: Mapping[str, Surrogate] | None = None,
+                 envelope: str = "warn") -> None:
+        if envelope not in POLICIES:
+            raise ModelError(f"envelope policy {envelope!r}; expected one of {', '.join(POLICIES)}")
+        self.surrogates = dict(surrogates or {})
+        unknown = sorted(set(self.surrogates) - set(VARIABLES))
+        if unknown:
+            raise ModelError(f"unknown variable(s) {', '.join(unknown)}; expected {', '.join(VARIABLES)}")
+        self.policy = envelope
+        self._warned: set[str] = set()
+        members = {v: s for v, s in self.surrogates.items() if isinstance(s, NetworkSurrogate)}
+        self._bank = _Bank(members) if _Bank.fits(members) else None
+        # plain lists: the per-step scalar check is faster on them than on arrays; widened by
+        # rounding (a CO2 fraction of 100 % + 1 ulp after mixing is still 100 %)
+        self._bounds = {}
+        for v, s in self.surrogates.items():
+            if s.lower is not None:
+                slack = _ROUNDING * np.maximum(1.0, np.abs(s.upper - s.lower))
+                self._bounds[v] = ((s.lower - slack).tolist(), (s.upper + slack).tolist())
+
+    def kind(self, variable: str) -> str:
+        s = self.surrogates.get(variable)
+        return "physics" if s is None else s.kind
+
+    def describe(self) -> dict[str, str]:
+        return {v: (self.surrogates[v].describe() if v in self.surrogates else f"{v} physics")
+                for v in VARIABLES}
+
+    def estimate(self, variable: str, signals: Mapping[str, Any], physics: Any,
+                 t: float = math.nan) -> tuple[Any, Any]:
+        """``(value, outside)`` of ``variable`` from the reactor's signals at time ``t``."""
+        s = self.surrogates.get(variable)
+        if s is None:
+            return physics, 0.0
+        if isinstance(physics, np.ndarray):
+            return self._estimate_batch(s, signals, physics, t)
+        return self._guarded(variable, s, signals, physics, t, None)
+
+    def estimate_all(self, signals: Mapping[str, Any], physics: Mapping[str, Any],
+                     t: float = math.nan) -> tuple[dict[str, Any], dict[str, Any]]:
+        """:meth:`estimate` of every variable: ``(values, outside flags)``; the networks
+        that share a :class:`_Bank` run as one on a single sample."""
+        raw = self._bank.run(signals) if self._bank is not None and not isinstance(
+            next(iter(physics.values())), np.ndarray) else {}
+        values, flags = {}, {}
+        for variable, value in physics.items():
+            s = self.surrogates.get(variable)
+            if s is None:
+                values[variable], flags[variable] = value, 0.0
+            elif variable in raw:
+                values[variable], flags[variable] = self._guarded(
+                    variable, s, signals, value, t, raw[variable])
+            else:
+                values[variable], flags[variable] = self.estimate(variable, signals, value, t)
+        return values, flags
+
+    def _guarded(self, variable: str, s: Surrogate, signals: Mapping[str, Any], physics: float,
+                 t: float, raw: float | None) -> tuple[float, float]:
+        """One sample through the envelope policy; ``raw`` is the network output if known."""
+        x = [signals[name] for name in s.inputs]
+        bounds = self._bounds.get(variable)
+        outside = [] if bounds is None else [
+            i for i, (v, lo, hi) in enumerate(zip(x, *bounds)) if not lo <= v <= hi]
+        if not outside:
+            return (s.predict_one(x, physics) if raw is None else s.finish(raw, physics)), 0.0
+        i = outside[0]
+        if self.policy == "stop":
+            raise self._error(s, i, x[i], t)
+        if self.policy == "physics":
+            return physics, 1.0
+        if self.policy == "clamp":
+            x = [min(max(v, lo), hi) for v, lo, hi in zip(x, s.lower.tolist(), s.upper.tolist())]
+            return s.predict_one(x, physics), 1.0
+        if variable not in self._warned:
+            self._warned.add(variable)
+            warnings.warn(self._message(s, i, x[i], t), EnvelopeWarning, stacklevel=3)
+        return (s.predict_one(x, physics) if raw is None else s.finish(raw, physics)), 1.0
+
+    def _estimate_batch(self, s: Surrogate, signals: Mapping[str, Any], physics: np.ndarray,
+                        t: float) -> tuple[np.ndarray, np.ndarray]:
+        n = physics.shape[0]
+        x = np.column_stack([np.broadcast_to(np.asarray(signals[name], dtype=float), (n,))
+                             for name in s.inputs])
+        if s.lower is None:
+            return s.predict(x, physics), np.zeros(n)
+        lower, upper = (np.asarray(b) for b in self._bounds[s.variable])
+        bad = (x < lower) | (x > upper)
+        outside = bad.any(axis=1)
+        if outside.any():
+            row, col = np.argwhere(bad)[0]
+            if self.policy == "stop":
+                raise self._error(s, int(col), float(x[row, col]), t, row=int(row))
+            if self.policy == "clamp":
+                x = np.clip(x, s.lower, s.upper)
+            elif self.policy == "warn" and s.variable not in self._warned:
+                self._warned.add(s.variable)
+                warnings.warn(self._message(s, int(col), float(x[row, col]), t, row=int(row)),
+                              EnvelopeWarning, stacklevel=2)
+        value = s.predict(x, physics)
+        if self.policy == "physics":
+            value = np.where(outside, physics, value)
+        return value, outside.astype(float)
+
+    def _message(self, s: Surrogate, i: int, value: float, t: float, row: int | None = None) -> str:
+        name = s.inputs[i]
+        when = f" at t = {t:g} s" if math.isfinite(t) else ""
+        variant = f" (variant {row})" if row is not None else ""
+        return (f"{s.describe()}: input {name} = {value:g} {SIGNALS[name]}{variant}{when} is "
+                f"outside its training envelope [{s.lower[i]:g}, {s.upper[i]:g}]")
+
+    def _error(self, s: Surrogate, i: int, value: float, t: float, row: int | None = None) -> ModelError:
+        return ModelError(self._message(s, i, value, t, row) + " (models.envelope: stop; "
+                          "use warn, clamp or physics to run on)")
