@@ -1,17 +1,17 @@
-"""The ``co2twin`` command line: run, validate, schema, signals, bench."""
+"""The ``co2twin`` command line: run, validate, schema, signals, bench (models: cli_models)."""
 from __future__ import annotations
 
 import json
-import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table as RichTable
 
+from .console import err, fail, json_safe, os_error, out
 from .errors import CosimError
 
 app = typer.Typer(
@@ -19,36 +19,6 @@ app = typer.Typer(
     no_args_is_help=True,
     help="co2twin: digital twin of a CO2-to-formic-acid electroreduction pilot plant.",
 )
-_out = Console()
-_err = Console(stderr=True)
-
-
-def _fail(exc: BaseException | str, code: int = 1) -> None:
-    # the message quotes the user's file (names, values): never read it as markup
-    _err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True,
-               soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _os_error(exc: OSError) -> str:
-    """``path: reason`` for a failed read or write."""
-    where = f"{exc.filename}: " if exc.filename else ""
-    return f"{where}{exc.strerror or exc}"
-
-
-def _json_safe(value: Any) -> Any:
-    """``value`` with NaN and infinities as ``null``, so the output is strict JSON."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (str, bool, int)) or value is None:
-        return value
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return str(value)
-    return number if math.isfinite(number) else None
 
 
 @app.command("run")
@@ -65,7 +35,9 @@ def run_command(
     """Run a scenario, write its results, print KPIs (and optionally plot)."""
     from components.kpi import KPI_UNITS, balances, kpis
     from components.plant import KEY_SIGNALS
+    from models.surrogate import EnvelopeWarning
 
+    from .cli_models import envelope_summary
     from .plot import plot_signals
     from .recorder import write_results
     from .scenario import load_scenario, operating_limits
@@ -85,7 +57,15 @@ def run_command(
             raise CosimError(f"{plot}: expected a .png file for --plot")
         if plot is not None and plot.is_dir():
             raise CosimError(f"{plot}: expected a .png file name for --plot, found a directory")
-        frame = run_scenario(sc, progress=progress)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", EnvelopeWarning)
+            frame = run_scenario(sc, progress=progress)
+        for w in caught:
+            if issubclass(w.category, EnvelopeWarning):
+                err.print(f"[yellow]warning:[/] {escape(str(w.message))}", soft_wrap=True,
+                          highlight=False)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         figures = kpis(frame, operating_limits(sc))
         residuals = balances(frame)
         # the plot first: if it cannot be drawn, no results file is left behind either
@@ -98,12 +78,13 @@ def run_command(
                 plot.unlink(missing_ok=True)
             raise
     except CosimError as exc:
-        _fail(exc)
+        fail(exc)
     except OSError as exc:
-        _fail(_os_error(exc))
+        fail(os_error(exc))
     if as_json:
-        print(json.dumps(_json_safe({"scenario": sc.name, "output": str(output), "kpis": figures,
-                                     "balances": residuals}), indent=1, allow_nan=False))
+        print(json.dumps(json_safe({"scenario": sc.name, "output": str(output), "kpis": figures,
+                                     "balances": residuals, "models": envelope_summary(frame)}),
+                         indent=1, allow_nan=False))
         return
     table = RichTable(title=escape(f"{sc.name}: {sc.duration / 3600:g} h at {sc.step:g} s steps"))
     table.add_column("KPI")
@@ -113,15 +94,17 @@ def run_command(
         if key == "outside_limits":
             continue
         table.add_row(key, f"{value:.6g}", KPI_UNITS.get(key, ""))
-    _out.print(table)
+    out.print(table)
     for name, seconds in figures.get("outside_limits", {}).items():
         if seconds:
-            _out.print(f"  outside limits: {name} for {seconds:g} s", markup=False, soft_wrap=True)
+            out.print(f"  outside limits: {name} for {seconds:g} s", markup=False, soft_wrap=True)
+    for line in envelope_summary(frame):
+        out.print(f"  models: {line}", markup=False, soft_wrap=True)
     worst = max(residuals.values(), default=0.0)
-    _out.print(f"balances closed to {worst:.1e} (relative; {', '.join(residuals)})",
+    out.print(f"balances closed to {worst:.1e} (relative; {', '.join(residuals)})",
                soft_wrap=True)
     # paths are not wrapped, so they can be copied whole
-    _out.print(f"results: {output}" + (f"   plot: {plot}" if plot else ""), markup=False,
+    out.print(f"results: {output}" + (f"   plot: {plot}" if plot else ""), markup=False,
                highlight=False, soft_wrap=True)
 
 
@@ -137,10 +120,10 @@ def validate_command(
         try:
             sc = load_scenario(path)
         except CosimError as exc:
-            _err.print(f"[red]invalid[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            err.print(f"[red]invalid[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             failed = True
             continue
-        _out.print(f"[green]ok[/] " + escape(f"{path}: {sc.name!r}, {sc.steps:,} steps of "
+        out.print("[green]ok[/] " + escape(f"{path}: {sc.name!r}, {sc.steps:,} steps of "
                    f"{sc.step:g} s, {len(sc.events)} event(s)"), highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)
@@ -160,7 +143,7 @@ def schema_command(
     try:
         output.write_text(text + "\n")
     except OSError as exc:
-        _fail(_os_error(exc))
+        fail(os_error(exc))
 
 
 @app.command("signals")
@@ -176,8 +159,8 @@ def signals_command() -> None:
             for p in ports:
                 table.add_row(f"{cname}.{p.name}", direction + (" (measured)" if p.measured else ""),
                               p.unit, p.bounds_text(), p.description)
-    _out.print(table)
-    _out.print("scenario input names: " + ", ".join(f"{k} -> {v}" for k, v in INPUTS.items()))
+    out.print(table)
+    out.print("scenario input names: " + ", ".join(f"{k} -> {v}" for k, v in INPUTS.items()))
 
 
 @app.command("bench")
@@ -197,7 +180,18 @@ def bench_command(
     table.add_column("value", justify="right")
     for key, value in figures.items():
         table.add_row(key, f"{value:,}" if isinstance(value, (int, float)) else str(value))
-    _out.print(table)
+    out.print(table)
+
+
+def _register_model_commands() -> None:
+    from .cli_models import data_app, models_app, train_command
+
+    app.add_typer(data_app, name="data")
+    app.add_typer(models_app, name="models")
+    app.command("train")(train_command)
+
+
+_register_model_commands()
 
 
 def main(argv: Optional[list[str]] = None) -> Any:
@@ -205,7 +199,7 @@ def main(argv: Optional[list[str]] = None) -> Any:
     try:
         return app(args=argv, prog_name="co2twin", standalone_mode=True)
     except KeyboardInterrupt:
-        _err.print("interrupted")
+        err.print("interrupted")
         sys.exit(130)
 
 

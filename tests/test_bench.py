@@ -9,7 +9,7 @@ import pytest
 
 
 def test_bench_json_has_the_stable_keys():
-    """`co2twin bench --json` prints one JSON object with positive engine/plant/24 h figures."""
+    """`co2twin bench --json` prints one JSON object with positive engine/plant/24 h/surrogate figures."""
     done = subprocess.run(
         [sys.executable, "-m", "cosim.cli", "bench", "--json", "--steps", "2000"],
         capture_output=True, text=True, check=True, timeout=300,
@@ -21,3 +21,11 @@ def test_bench_json_has_the_stable_keys():
     assert figures["scenario_24h_rows"] == 86_401
     ratio = figures["plant_steps_per_s"] / figures["engine_steps_per_s"]
     assert figures["plant_vs_engine_ratio"] == pytest.approx(ratio, rel=1e-3)
+
+    for key in ("hybrid_plant_steps_per_s", "batch_samples_per_s", "runtime_vs_keras_speedup",
+                "runtime_one_sample_us", "keras_one_sample_us"):
+        assert figures[key] > 0, key
+    speedup = figures["keras_one_sample_us"] / figures["runtime_one_sample_us"]
+    assert figures["runtime_vs_keras_speedup"] == pytest.approx(speedup, rel=0.02)
+    hybrid = figures["hybrid_plant_steps_per_s"] / figures["plant_steps_per_s"]
+    assert figures["hybrid_vs_physics_ratio"] == pytest.approx(hybrid, rel=1e-3)

@@ -265,7 +265,7 @@ def test_failed_plot_leaves_no_results_file(tmp_path):
 
 def test_json_report_never_contains_nan_or_infinity():
     """Non-finite KPI or balance values become null, so --json output stays strict JSON."""
-    from cosim.cli import _json_safe
+    from cosim.console import json_safe as _json_safe
 
     report = _json_safe({"kpis": {"a": math.nan, "b": 1.5, "n": 10**400}, "balances": {"c": math.inf},
                          "list": [-math.inf, "x", True]})

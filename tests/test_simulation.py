@@ -17,8 +17,8 @@ import pytest
 
 from cosim import (
     Connection,
-    Port,
     Constant,
+    Port,
     RampInput,
     SensorFault,
     SetInput,

@@ -1,0 +1,256 @@
+"""``co2twin data generate``, ``co2twin train`` and ``co2twin models report|check|show``.
+
+Only ``train`` imports TensorFlow (through :mod:`models.train`); the others run
+on the NumPy runtime.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table as RichTable
+
+from .console import err, fail, json_safe, os_error, out
+from .errors import CosimError
+
+data_app = typer.Typer(no_args_is_help=True, help="Plant logs: generate a test campaign.")
+models_app = typer.Typer(no_args_is_help=True, help="Surrogate models: fidelity report, checks.")
+
+#: what the default campaign is called in model cards and reports
+CAMPAIGN_SOURCE = "reference plant campaign (seed {seed})"
+
+
+def _campaign(seed: int) -> Any:
+    """The default test campaign on the reference plant, generated in memory."""
+    from models.campaign import generate
+
+    frame = generate(seed=seed)
+    frame.attrs["source"] = CAMPAIGN_SOURCE.format(seed=seed)
+    return frame
+
+
+@data_app.command("generate")
+def generate_command(
+    output: Path = typer.Option(Path("data/plant_log.parquet"), "-o", "--output",
+                                help="plant log file (.parquet or .csv)"),
+    seed: int = typer.Option(0, help="seed of the design of experiments and the sensor noise"),
+    points: Optional[int] = typer.Option(None, "--points", min=2,
+                                         help="design-of-experiments points (default: the full campaign)"),
+    spanish: bool = typer.Option(False, "--spanish", help="write the VALCO2T twin's Spanish column names"),
+) -> None:
+    """Run a test campaign on the reference plant and write its plant log."""
+    from models.campaign import generate
+    from models.plantlog import write_log
+
+    if output.suffix.lower() not in (".parquet", ".csv"):
+        fail(f"{output}: expected a .parquet or .csv plant log")
+    try:
+        frame = generate(seed=seed) if points is None else generate(seed=seed, n_points=points)
+        path = write_log(frame, output, spanish=spanish)
+    except CosimError as exc:
+        fail(exc)
+    except OSError as exc:
+        fail(os_error(exc))
+    experiments = frame["experiment"].nunique() if "experiment" in frame else 1
+    out.print(f"plant log: {path} ({len(frame):,} rows, {experiments} experiments, "
+              f"{frame['time'].iloc[-1] / 3600:.1f} h of plant time)", markup=False, soft_wrap=True)
+
+
+def train_command(
+    data: Optional[Path] = typer.Option(None, "--data", help="plant log to train on (CSV/Parquet, "
+                                        "English or Spanish columns); default: the reference campaign"),
+    variables: Optional[list[str]] = typer.Option(None, "--variables", "--variable",
+                                                  help="variable(s) to train (default: all)"),
+    kinds: Optional[list[str]] = typer.Option(None, "--kind", help="nn and/or hybrid (default: both)"),
+    out_dir: Path = typer.Option(None, "--out", help="folder for the models and cards "
+                                 "(default: the committed models/trained)"),
+    epochs: Optional[int] = typer.Option(None, min=1, help="most epochs per model (early stopping ends sooner)"),
+    seed: int = typer.Option(0, help="seed of splits, initial weights and shuffling"),
+) -> None:
+    """Train nn and hybrid surrogates with Keras and save them with their model cards."""
+    from models.surrogate import TRAINED_DIR
+    from models.variables import FILE_KINDS, VARIABLES
+
+    variables = [v for item in (variables or list(VARIABLES)) for v in item.split(",") if v]
+    kinds = [k for item in (kinds or list(FILE_KINDS)) for k in item.split(",") if k]
+    bad = [v for v in variables if v not in VARIABLES] + [k for k in kinds if k not in FILE_KINDS]
+    if bad:
+        fail(f"unknown {', '.join(bad)}; variables: {', '.join(VARIABLES)}; kinds: {', '.join(FILE_KINDS)}")
+    out_dir = out_dir or TRAINED_DIR
+    try:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from models.train import DEFAULTS, train
+
+        log = _campaign(seed) if data is None else data
+        options = {"epochs": epochs} if epochs else {}
+        total = len(variables) * len(kinds)
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                      TimeElapsedColumn(), console=err, transient=True,
+                      disable=not err.is_terminal) as bar:
+            task = bar.add_task("training", total=total * (epochs or DEFAULTS["epochs"]), info="")
+
+            def progress(event: Any) -> None:
+                bar.update(task, description=f"{event.variable}.{event.kind}", info=str(event))
+                if not event.done:
+                    bar.advance(task)
+
+            cards = train(log, out_dir=out_dir, variables=variables, kinds=kinds, seed=seed,
+                          progress=progress, **options)
+    except CosimError as exc:
+        fail(exc)
+    except OSError as exc:
+        fail(os_error(exc))
+    table = RichTable(title=escape(f"trained into {out_dir}"))
+    for col in ("model", "epochs", "time s", "test R²", "test MAE", "extrap. MAE"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for card in cards:
+        test = card.metrics.get("test", {}).get("truth") or card.metrics.get("test", {}).get("measured", {})
+        extra = card.metrics.get("extrapolation", {}).get("truth") or {}
+        table.add_row(f"{card.variable}.{card.kind}", str(card.training.get("epochs_run", "?")),
+                      f"{card.training.get('time_s', float('nan')):.1f}",
+                      _fmt(test.get("r2")), _fmt(test.get("mae")), _fmt(extra.get("mae")))
+    out.print(table)
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+@models_app.command("report")
+def report_command(
+    data: Optional[Path] = typer.Option(None, "--data", help="plant log to score on (default: the "
+                                        "reference campaign the committed models were trained on)"),
+    models_dir: Optional[Path] = typer.Option(None, "--dir", help="models folder (default: models/trained)"),
+    plots: Optional[Path] = typer.Option(Path("results/parity"), "--plots",
+                                         help="folder for the parity plots (PNG)"),
+    no_plots: bool = typer.Option(False, "--no-plots", help="skip the parity plots"),
+    as_json: bool = typer.Option(False, "--json", help="print {variable: {split: {kind: metrics}}}"),
+) -> None:
+    """MAE, RMSE and R² of physics vs nn vs hybrid on the test and extrapolation splits."""
+    from models.report import compare, parity_plots, targets
+    from models.surrogate import TRAINED_DIR
+
+    models_dir = models_dir or TRAINED_DIR
+    try:
+        log, note = _report_log(data, models_dir)
+        truth = compare(log, models_dir, reference="truth")
+        measured = compare(log, models_dir, reference="measured")
+        if not truth:
+            raise CosimError(f"{models_dir}: no model cards found (run `co2twin train`)")
+        checks = targets(truth)
+        written = [] if no_plots or as_json and plots is None else parity_plots(log, models_dir, plots)
+    except CosimError as exc:
+        fail(exc)
+    except OSError as exc:
+        fail(os_error(exc))
+    if as_json:
+        print(json.dumps(json_safe(truth), allow_nan=False))
+        return
+    if note:
+        err.print(f"note: {note}", markup=False, soft_wrap=True)
+    for split in ("test", "extrapolation"):
+        table = RichTable(title=f"{split} split: against the reference plant's noise-free values "
+                                "(measured in brackets)")
+        table.add_column("variable")
+        table.add_column("kind")
+        for col in ("MAE", "RMSE", "R²"):
+            table.add_column(col, justify="right")
+        for variable, splits in truth.items():
+            for kind, m in splits[split].items():
+                meas = measured.get(variable, {}).get(split, {}).get(kind, {})
+                table.add_row(variable, kind, *(
+                    f"{_fmt(m.get(key))} ({_fmt(meas.get(key))})" for key in ("mae", "rmse", "r2")))
+        out.print(table)
+    for check in checks:
+        mark = "[green]pass[/]" if check["passed"] else "[red]FAIL[/]"
+        out.print(f"{mark} " + escape(f"{check['variable']}: {check['target']} "
+                                      f"({_fmt(check['value'])} vs {_fmt(check['limit'])})"),
+                  soft_wrap=True)
+    for path in written:
+        out.print(f"parity plot: {path}", markup=False, soft_wrap=True)
+
+
+def _report_log(data: Path | None, models_dir: Path) -> tuple[Any, str]:
+    """The log to score on, and a note when it is not the data the models were trained on."""
+    from models.cards import ModelCard
+    from models.plantlog import data_hash, read_log
+
+    cards = [ModelCard.read(p) for p in sorted(Path(models_dir).glob("*.card.json"))]
+    if data is not None:
+        log = read_log(data)
+        log.attrs["source"] = str(data)
+    else:
+        seed = next((c.training.get("seed", 0) for c in cards), 0)
+        log = _campaign(seed)
+    digest = data_hash(log)
+    others = sorted({c.data.get("hash") for c in cards} - {digest} - {None})
+    note = ""
+    if others:
+        note = ("the models were trained on other data (hash " + ", ".join(h[:12] for h in others)
+                + f") than this log ({digest[:12]}); the splits still follow their cards")
+    return log, note
+
+
+@models_app.command("check")
+def check_command(
+    paths: list[Path] = typer.Argument(..., help=".keras model file(s)"),
+) -> None:
+    """Load models with the NumPy runtime and flag problems (e.g. a model fed its own output)."""
+    from models.check import check_model
+
+    failed = False
+    for path in paths:
+        findings = check_model(path)
+        out.print(escape(str(path)), style="bold", highlight=False, soft_wrap=True)
+        for f in findings:
+            style = {"error": "red", "warning": "yellow"}.get(f.level, "")
+            out.print(f"  [{style or 'default'}]{f.level}[/]: " + escape(f.message), soft_wrap=True,
+                      highlight=False)
+            failed |= f.level == "error"
+    if failed:
+        raise typer.Exit(1)
+
+
+@models_app.command("show")
+def show_command(
+    scenario: Path = typer.Argument(..., help="scenario YAML file"),
+) -> None:
+    """Which model estimates each variable in a scenario, with its inputs and envelope."""
+    from .scenario import load_scenario, model_set_of
+
+    try:
+        sc = load_scenario(scenario)
+        models = model_set_of(sc)
+    except CosimError as exc:
+        fail(exc)
+    table = RichTable(title=escape(f"{sc.name}: models (envelope policy: {models.policy})"))
+    for col in ("variable", "model", "inputs [envelope]"):
+        table.add_column(col)
+    for variable, text in models.describe().items():
+        s = models.surrogates.get(variable)
+        if s is None:
+            table.add_row(variable, "physics", "-")
+            continue
+        ranges = [f"{n} [{lo:.4g}, {hi:.4g}]" for n, lo, hi in zip(s.inputs, s.lower, s.upper)] \
+            if s.lower is not None else list(s.inputs)
+        table.add_row(variable, escape(text), escape("\n".join(ranges)))
+    out.print(table)
+
+
+def envelope_summary(frame: Any) -> list[str]:
+    """Lines saying how long each variable's model ran outside its envelope in a run."""
+    lines = []
+    for column in frame.columns:
+        if column.endswith("_outside_envelope") and frame[column].any():
+            variable = column.split(".", 1)[-1].removesuffix("_outside_envelope")
+            rows = int((frame[column] > 0).sum())
+            lines.append(f"{variable} model outside its training envelope in {rows} of {len(frame)} rows")
+    if "reactor.estimate_bounded" in frame and frame["reactor.estimate_bounded"].any():
+        rows = int((frame["reactor.estimate_bounded"] > 0).sum())
+        lines.append(f"surrogate estimates bounded to keep the balances in {rows} rows "
+                     "(reactor.estimate_bounded)")
+    return lines

@@ -1,0 +1,42 @@
+"""What every ``co2twin`` command shares: consoles, failing with a message, strict JSON."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+__all__ = ["out", "err", "fail", "os_error", "json_safe"]
+
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(exc: BaseException | str, code: int = 1) -> None:
+    # the message quotes the user's file (names, values): never read it as markup
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True,
+               soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def os_error(exc: OSError) -> str:
+    """``path: reason`` for a failed read or write."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``null``, so the output is strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (str, bool, int)) or value is None:
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return str(value)
+    return number if math.isfinite(number) else None
