@@ -18,10 +18,11 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from models import electrochemistry as ec
 from models.plantlog import OUTPUTS, validate_log
 from models.reference_plant import INPUTS, ReferencePlant
 
-__all__ = ["ENVELOPE", "LOG_SCALE", "GAP_S", "Batch", "latin_hypercube", "plan", "generate"]
+__all__ = ["DEFAULT_POINTS", "ANOLYTE_EXCESS", "ENVELOPE", "LOG_SCALE", "GAP_S", "Batch", "latin_hypercube", "plan", "generate"]
 
 #: operating envelope of the DoE: name -> (low, high); current_density also takes 0 (rest)
 ENVELOPE: dict[str, tuple[float, float]] = {
@@ -45,8 +46,15 @@ _STEPPED = ("current_density", "gas_flow", "co2_fraction")
 _POINTS_PER_STEP_TEST = 4
 #: share of DoE points with the cell at rest (no current)
 _REST_SHARE = 0.05
+#: OH- fed to the anolyte over what the anode consumes (I/F) at every DoE point: a real
+#: campaign keeps the anolyte alkaline (the pilot's limit is pH >= 12, and CO2 crossover
+#: takes more), so points that would exhaust it get more anolyte flow, then concentration
+ANOLYTE_EXCESS = 1.5
 #: step tests start from at least this current density (a step from rest is a start-up)
 _STEP_BASE_J = 50.0
+#: design points of the default campaign: enough distinct operating points for the
+#: hybrid models to meet their fidelity targets (160 and 640 were not; see the README)
+DEFAULT_POINTS = 1280
 
 
 def latin_hypercube(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
@@ -64,7 +72,7 @@ def _scale(unit: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     return out
 
 
-def _design(n_points: int, n_steps_tests: int, rng: np.random.Generator,
+def _design(n_points: int, n_steps_tests: int, rng: np.random.Generator, area: float,
             ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """DoE points, step-test base points, step kinds and step targets (fractions of range)."""
     names = tuple(ENVELOPE)
@@ -74,9 +82,24 @@ def _design(n_points: int, n_steps_tests: int, rng: np.random.Generator,
     base = _scale(latin_hypercube(n_steps_tests, len(names), rng), names)
     lo, hi = ENVELOPE["current_density"]
     base["current_density"] = _STEP_BASE_J + (base["current_density"] - lo) / (hi - lo) * (hi - _STEP_BASE_J)
+    for design in (points, base):
+        _keep_anolyte_alkaline(design, area)
     kinds = np.arange(n_steps_tests) % len(_STEPPED)
     size = rng.uniform(0.25, 0.6, n_steps_tests) * rng.choice([-1.0, 1.0], n_steps_tests)
     return points, base, kinds, size
+
+
+def _keep_anolyte_alkaline(design: dict[str, np.ndarray], area_cm2: float) -> None:
+    """Raise anolyte flow, then concentration, where OH- supply < ANOLYTE_EXCESS x I/F."""
+    need = ANOLYTE_EXCESS * design["current_density"] * area_cm2 / 1000.0 / ec.F * 60000.0  # mol/L*mL/min
+    q_max = ENVELOPE["anolyte_flow"][1]
+    c_max = ENVELOPE["anolyte_conc"][1]
+    short = design["anolyte_flow"] * design["anolyte_conc"] < need
+    design["anolyte_flow"] = np.where(short, np.minimum(need / design["anolyte_conc"], q_max),
+                                      design["anolyte_flow"])
+    short = design["anolyte_flow"] * design["anolyte_conc"] < need
+    design["anolyte_conc"] = np.where(short, np.minimum(need / design["anolyte_flow"], c_max),
+                                      design["anolyte_conc"])
 
 
 def _stepped(base: dict[str, np.ndarray], kinds: np.ndarray, size: np.ndarray) -> dict[str, np.ndarray]:
@@ -136,7 +159,7 @@ class Batch(NamedTuple):
 
 
 def plan(
-    *, seed: int = 0, n_points: int = 160, include_steps: bool = True,
+    *, seed: int = 0, n_points: int = DEFAULT_POINTS, include_steps: bool = True,
     plant: ReferencePlant | None = None, settle_s: float = 2400.0, steady_s: float = 300.0,
     step_s: float = 900.0, dt: float = 1.0,
 ) -> list[Batch]:
@@ -145,7 +168,7 @@ def plan(
     area = plant.params.cell.area_cm2
     design_rng, order_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     n_tests = n_points // _POINTS_PER_STEP_TEST if include_steps else 0
-    points, base, kinds, size = _design(n_points, max(n_tests, 1), design_rng)
+    points, base, kinds, size = _design(n_points, max(n_tests, 1), design_rng, area)
     n_settle, n_steady, n_step = (round(s / dt) for s in (settle_s, steady_s, step_s))
     batches = [(_schedule(points, points, n_settle, n_settle + n_steady, area),
                 _settle_time(points, plant, settle_s), "steady")]
@@ -175,7 +198,7 @@ def plan(
 
 
 def generate(
-    *, seed: int = 0, n_points: int = 160, sample_s: float = 10.0, include_steps: bool = True,
+    *, seed: int = 0, n_points: int = DEFAULT_POINTS, sample_s: float = 10.0, include_steps: bool = True,
     plant: ReferencePlant | None = None, settle_s: float = 2400.0, steady_s: float = 300.0,
     step_s: float = 900.0, dt: float = 1.0,
 ) -> pd.DataFrame:
