@@ -88,6 +88,7 @@ class Reactor(Component):
         Port("formate_outlet_conc", "g/L", 0.0, 1e6,
              "formate (as HCOO-) in the catholyte leaving the cell"),
         Port("specific_energy", "kWh/kmol", 0.0, 1e9, "electrical energy per formate produced"),
+        Port("energy_per_kg", "kWh/kg", 0.0, 1e9, "electrical energy per kg of formic acid (HCOOH)"),
         Port("estimate_bounded", "1", 0.0, 1.0, "1 when a surrogate estimate had to be bounded "
              "to keep the balances"),
     ) + tuple(
@@ -196,6 +197,8 @@ class Reactor(Component):
                 q_cat > 0.0, formate * ec.M_HCOO * 60000.0 / xp.maximum(q_cat, 1e-300), 0.0),
             "specific_energy": xp.where(
                 formate_mol_h > 1e-12, power / xp.maximum(formate_mol_h, 1e-300), 0.0),
+            "energy_per_kg": xp.where(
+                formate_mol_h > 1e-12, power / xp.maximum(formate_mol_h * ec.M_HCOOH, 1e-300), 0.0),
             "estimate_bounded": bounded,
         }
         for v in VARIABLES:

@@ -184,8 +184,10 @@ def bench_command(
 
 
 def _register_model_commands() -> None:
+    from .cli_fmu import fmu_app
     from .cli_models import data_app, models_app, train_command
 
+    app.add_typer(fmu_app, name="fmu")
     app.add_typer(data_app, name="data")
     app.add_typer(models_app, name="models")
     app.command("train")(train_command)
