@@ -10,12 +10,12 @@ valid order and is rejected with the cycle spelled out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
 
 from .component import Component
 from .errors import WiringError
 
-__all__ = ["Connection", "Graph", "split_signal"]
+__all__ = ["Connection", "Graph", "check_connection", "split_signal"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,45 @@ def split_signal(name: str) -> tuple[str, str]:
     if not dot or not component or not port or "." in port:
         raise WiringError(f"signal {name!r} is not of the form 'component.port'")
     return component, port
+
+
+def check_connection(components: Mapping[str, Any], conn: Connection) -> list[str]:
+    """Problems of one connection: unknown component or port, unit mismatch.
+
+    ``components`` maps names to components or component classes (ports are class attributes).
+    """
+    problems = []
+    ends = []
+    for signal, direction in (
+        (conn.source, "outputs"),
+        (conn.target, "inputs"),
+    ):
+        try:
+            comp_name, port_name = split_signal(signal)
+        except WiringError as exc:
+            problems.append(f"{conn}: {exc}")
+            continue
+        comp = components.get(comp_name)
+        if comp is None:
+            problems.append(
+                f"{conn}: unknown component {comp_name!r}; "
+                f"known: {', '.join(components)}"
+            )
+            continue
+        ports = {p.name: p for p in getattr(comp, direction)}
+        if port_name not in ports:
+            problems.append(
+                f"{conn}: {comp_name} has no {direction[:-1]} port {port_name!r}; "
+                f"its {direction}: {', '.join(ports) or 'none'}"
+            )
+            continue
+        ends.append(ports[port_name])
+    if len(ends) == 2 and ends[0].unit != ends[1].unit:
+        problems.append(
+            f"{conn}: unit mismatch, {conn.source} is in {ends[0].unit!r} "
+            f"but {conn.target} expects {ends[1].unit!r}"
+        )
+    return problems
 
 
 class Graph:
@@ -75,38 +114,7 @@ class Graph:
         self.order = order
 
     def _check(self, conn: Connection) -> list[str]:
-        problems = []
-        ends = []
-        for role, signal, direction in (
-            ("source", conn.source, "outputs"),
-            ("target", conn.target, "inputs"),
-        ):
-            try:
-                comp_name, port_name = split_signal(signal)
-            except WiringError as exc:
-                problems.append(f"{conn}: {exc}")
-                continue
-            comp = self.components.get(comp_name)
-            if comp is None:
-                problems.append(
-                    f"{conn}: unknown component {comp_name!r}; "
-                    f"known: {', '.join(self.components)}"
-                )
-                continue
-            ports = {p.name: p for p in getattr(comp, direction)}
-            if port_name not in ports:
-                problems.append(
-                    f"{conn}: {comp_name} has no {direction[:-1]} port {port_name!r}; "
-                    f"its {direction}: {', '.join(ports) or 'none'}"
-                )
-                continue
-            ends.append(ports[port_name])
-        if len(ends) == 2 and ends[0].unit != ends[1].unit:
-            problems.append(
-                f"{conn}: unit mismatch, {conn.source} is in {ends[0].unit!r} "
-                f"but {conn.target} expects {ends[1].unit!r}"
-            )
-        return problems
+        return check_connection(self.components, conn)
 
     def _topological_order(self, connections: list[Connection]) -> tuple[list[str], str]:
         """Kahn's algorithm; ties keep the order in which components were given.

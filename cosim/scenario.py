@@ -18,7 +18,7 @@ from components.plant import FAULTS, LIMITS, build_plant, resolve_input
 from models.selection import model_set
 from models.surrogate import ModelSet
 
-from .errors import ModelError, ScenarioError, SimulationError, WiringError
+from .errors import FMUError, ModelError, ScenarioError, SimulationError, WiringError
 from .events import (
     Event,
     RampInput,
@@ -27,10 +27,12 @@ from .events import (
     SetParameter,
     SwitchProfile,
 )
+from .graph import Connection
 from .profiles import Constant, Profile, Ramp, Steps, Table
 from .scenario_checks import Semantics, read_csv_profile
 from .scenario_schema import (
     NOT_IN_FILES,
+    PLANT_TAGS,
     InputSpec,
     ParameterEvent,
     PlainFaultEvent,
@@ -199,15 +201,16 @@ def parse_scenario(
     try:
         scenario = Scenario.model_validate({**data, **extra})
     except ValidationError as exc:
-        errors = exc.errors()
+        errors = [_untagged(err) for err in exc.errors()]
         problems += [_describe(err) for err in errors]
-        partial, timing, event_index = _without_errors(data, errors)
+        partial, timing, index = _without_errors(data, errors)
         try:
             scenario = Scenario.model_validate({**partial, **extra})
         except ValidationError:
             scenario = None
         if scenario is not None:
-            problems += Semantics(scenario, timing=timing, event_index=event_index).check()
+            problems += Semantics(scenario, timing=timing, event_index=index["events"],
+                                  connection_index=index["connections"]).check()
         raise ScenarioError(problems, source) from None
     problems += Semantics(scenario).check()
     if problems:
@@ -215,21 +218,30 @@ def parse_scenario(
     return scenario
 
 
-_SECTIONS = ("inputs", "plant", "limits", "rates", "models")
+def _untagged(err: Any) -> Any:
+    """The error without the tag of ``plant``'s union in its location."""
+    loc = tuple(err["loc"])
+    if len(loc) >= 2 and loc[0] == "plant" and loc[1] in PLANT_TAGS:
+        return {**err, "loc": loc[:1] + loc[2:]}
+    return err
+
+
+_SECTIONS = ("inputs", "plant", "limits", "rates", "models", "components")
+_LISTS = ("events", "connections")
 _TIMING = ("start", "duration", "step")
 
 
 def _without_errors(
     data: dict[str, Any], errors: list[Mapping[str, Any]]
-) -> tuple[dict[str, Any], bool, list[int]]:
+) -> tuple[dict[str, Any], bool, dict[str, list[int]]]:
     """``data`` without the entries that failed the schema, so the rest can still be checked.
 
     Returns the pruned data, whether the run's timing (start, duration, step)
-    is trustworthy, and the original index of each event kept.
+    is trustworthy, and the original index of each event and connection kept.
     """
     data = dict(data)
     copied: set[str] = set()
-    dropped_events: set[int] = set()
+    dropped: dict[str, set[int]] = {key: set() for key in _LISTS}
     timing = True
     for err in errors:
         loc = tuple(err["loc"])
@@ -251,20 +263,21 @@ def _without_errors(
                 del inner[loc[2]]
             else:
                 section.pop(loc[1], None)
-        elif head == "events" and len(loc) >= 2 and isinstance(loc[1], int) \
+        elif head in _LISTS and len(loc) >= 2 and isinstance(loc[1], int) \
                 and isinstance(section, list):
-            dropped_events.add(loc[1])
+            dropped[head].add(loc[1])
         else:
             data.pop(head, None)
-    event_index: list[int] = []
-    if isinstance(data.get("events"), list):
-        event_index = [i for i in range(len(data["events"])) if i not in dropped_events]
-        data["events"] = [data["events"][i] for i in event_index]
+    index: dict[str, list[int]] = {key: [] for key in _LISTS}
+    for key in _LISTS:
+        if isinstance(data.get(key), list):
+            index[key] = [i for i in range(len(data[key])) if i not in dropped[key]]
+            data[key] = [data[key][i] for i in index[key]]
     data.setdefault("name", "?")
     if not timing or "duration" not in data or "step" not in data:
         timing = False
         data.update(start=0.0, duration=1.0, step=1.0)
-    return data, timing, event_index
+    return data, timing, index
 
 
 def _kind(value: Any) -> str:
@@ -312,6 +325,9 @@ def _describe(err: Mapping[str, Any]) -> str:
     if kind == "union_tag_not_found":
         return f"{where}.type: required key missing (it says which kind of event this is)"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
+        if loc == ("plant",):
+            return (f"{where}: expected a mapping of parameter overrides, or false for no "
+                    f"plant, found {_shown(found)}")
         return f"{where}: expected a mapping, found {_shown(found)}"
     if kind in ("list_type", "tuple_type"):
         return f"{where}: expected a list, found {_shown(found)}"
@@ -373,8 +389,14 @@ def _event(scenario: Scenario, spec: Any) -> Event:
 
 def build(scenario: Scenario) -> Simulation:
     """The simulation a scenario describes, ready to initialise or run."""
+    components: dict[str, Any] = {}
+    connections: list[Connection] = []
     try:
-        components, connections = build_plant(scenario.plant, models=model_set_of(scenario))
+        if scenario.has_plant:
+            components, connections = build_plant(scenario.plant, models=model_set_of(scenario))
+        components.update(_components(scenario))
+        connections += [Connection(c.source, c.target, delayed=c.delayed)
+                        for c in scenario.connections]
         sim = Simulation(
             components, connections, step=scenario.step, start=scenario.start,
             rates=scenario.rates, seed=scenario.seed,
@@ -386,8 +408,34 @@ def build(scenario: Scenario) -> Simulation:
         sim.record(None if scenario.record.signals == "all" else scenario.record.signals,
                    every=scenario.record.every)
     except (WiringError, SimulationError) as exc:
+        _close(components.values())
         raise ScenarioError(str(exc), scenario.source) from None
     return sim
+
+
+def _components(scenario: Scenario) -> dict[str, Any]:
+    """The scenario's FMU components, instantiated (not yet initialised)."""
+    from fmu.importer import FMUComponent
+
+    out: dict[str, Any] = {}
+    for name, spec in scenario.components.items():
+        path = Path(spec.path)
+        if not path.is_absolute():
+            path = scenario.base_dir / path
+        try:
+            out[name] = FMUComponent(path, measured=spec.measured, **spec.parameters)
+        except (FMUError, WiringError) as exc:
+            _close(out.values())
+            raise ScenarioError(f"components.{name}: {exc}", scenario.source) from None
+    return out
+
+
+def _close(components: Any) -> None:
+    """Free what components hold outside Python (FMU instances), when they can."""
+    for comp in components:
+        close = getattr(comp, "close", None)
+        if callable(close):
+            close()
 
 
 def model_set_of(scenario: Scenario) -> ModelSet:
@@ -417,7 +465,10 @@ def run(scenario: Scenario | str | Path, *, progress: bool | None = None) -> Any
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     sim = build(scenario)
-    frame = sim.run(scenario.end, progress=progress)
+    try:
+        frame = sim.run(scenario.end, progress=progress)
+    finally:
+        _close(sim.components.values())
     frame.attrs["scenario"] = {
         "name": scenario.name, "source": scenario.source, "seed": scenario.seed,
         "step_s": scenario.step, "duration_s": scenario.duration,
@@ -429,7 +480,7 @@ def run(scenario: Scenario | str | Path, *, progress: bool | None = None) -> Any
 
 def operating_limits(scenario: Scenario) -> dict[str, list[float | None]]:
     """The plant's operating limits with the scenario's overrides."""
-    limits = {k: list(v) for k, v in LIMITS.items()}
+    limits = {k: list(v) for k, v in LIMITS.items()} if scenario.has_plant else {}
     for name, spec in scenario.limits.items():
         low, high = limits.get(name, [None, None])
         limits[name] = [spec.low if spec.low is not None else low,

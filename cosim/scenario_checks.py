@@ -7,12 +7,14 @@ from __future__ import annotations
 import csv
 import fnmatch
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 from components.plant import INPUTS, STAGES, build_plant, resolve_input
 
-from .errors import ScenarioError
+from .errors import FMUError, ScenarioError, WiringError
+from .graph import Connection, Graph, check_connection, split_signal
 from .profiles import Table
 from .recorder import FORMATS
 from .scenario_schema import (
@@ -21,11 +23,14 @@ from .scenario_schema import (
     CsvSpec,
     InputSpec,
     ParameterEvent,
+    PlainFaultEvent,
     ProfileEvent,
+    PumpEvent,
     RampEvent,
     Scenario,
     SensorEvent,
     SetEvent,
+    SupplyDropEvent,
 )
 
 __all__ = ["Semantics", "read_csv_profile"]
@@ -40,21 +45,30 @@ class Semantics:
     """
 
     def __init__(
-        self, scenario: Scenario, *, timing: bool = True, event_index: list[int] | None = None
+        self, scenario: Scenario, *, timing: bool = True, event_index: list[int] | None = None,
+        connection_index: list[int] | None = None,
     ) -> None:
         self.s = scenario
         self.timing = timing
         self.event_index = event_index
+        self.connection_index = connection_index
         self.problems: list[str] = []
+        #: component name -> class: the plant's stages, then the scenario's components
+        self.stages: dict[str, type] = dict(STAGES) if scenario.has_plant else {}
+        #: scenario components whose file could not be read (their ports are unknown)
+        self.broken: set[str] = set()
+        self._components()
         self.ports = {}
-        for cname, cls in STAGES.items():
+        for cname, cls in self.stages.items():
             for port in cls.inputs:
                 self.ports[f"{cname}.{port.name}"] = port
         self.outputs = {
-            f"{cname}.{p.name}": p for cname, cls in STAGES.items() for p in cls.outputs
+            f"{cname}.{p.name}": p for cname, cls in self.stages.items() for p in cls.outputs
         }
-        _, connections = build_plant()
-        self.fed = {c.target for c in connections}
+        self.wiring = build_plant()[1] if scenario.has_plant else []
+        #: fed input -> its source
+        self.fed = {c.target: c.source for c in self.wiring}
+        self._connections()
 
     def add(self, path: str, text: str) -> None:
         self.problems.append(f"{path}: {text}")
@@ -65,8 +79,11 @@ class Semantics:
             self._timing()
         self._plant()
         for cname, every in s.rates.items():
-            if cname not in STAGES:
-                self.add(f"rates.{cname}", f"unknown component; expected one of {', '.join(STAGES)}")
+            if cname in self.broken:
+                continue
+            if cname not in self.stages:
+                self.add(f"rates.{cname}",
+                         f"unknown component; expected one of {', '.join(self.stages)}")
             elif self.timing and every > s.steps:
                 self.add(f"rates.{cname}", f"expected at most the run's {s.steps:,} steps, "
                          f"found {every:,}")
@@ -85,7 +102,8 @@ class Semantics:
         if s.record.signals != "all":
             self._record()
         for name, limit in s.limits.items():
-            if name not in self.outputs and name not in self.ports:
+            if (name not in self.outputs and name not in self.ports
+                    and name.partition(".")[0] not in self.broken):
                 self.add(f"limits.{name}", "unknown signal; expected component.port")
             if limit.low is not None and limit.high is not None and limit.low > limit.high:
                 self.add(f"limits.{name}", f"expected low <= high, found low {limit.low:g} "
@@ -98,10 +116,81 @@ class Semantics:
                          f"found {s.output.file!r}")
         return self.problems
 
+    def _components(self) -> None:
+        """Each FMU's model description, its parameters, a name the plant does not use."""
+        from fmu.importer import FMUComponent
+
+        for cname, spec in self.s.components.items():
+            path = f"components.{cname}"
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", cname):
+                self.add(path, "expected a name of letters, digits and underscores (it prefixes "
+                         "the component's signals: name.port)")
+                self.broken.add(cname)
+                continue
+            if cname in self.stages:
+                self.add(path, f"the plant already has a component named {cname!r} "
+                         f"(plant: {', '.join(STAGES)}); choose another name")
+                continue
+            file = Path(spec.path)
+            if not file.is_absolute():
+                file = self.s.base_dir / file
+            try:
+                cls = FMUComponent.subclass(file, measured=spec.measured)
+            except FMUError as exc:
+                text = str(exc)
+                key = "measured" if "measured names no input or output" in text else "path"
+                self.add(f"{path}.{key}", text)
+                self.broken.add(cname)
+                continue
+            declared = {p.name: p for p in cls.parameters}
+            for pname, value in spec.parameters.items():
+                param = declared.get(pname)
+                if param is None:
+                    self.add(f"{path}.parameters.{pname}", "unknown parameter; expected one of "
+                             + (", ".join(declared) or "none"))
+                elif not param.contains(value):
+                    self.add(f"{path}.parameters.{pname}",
+                             f"expected a value in {param.bounds_text()}, found {value!r}")
+            self.stages[cname] = cls
+
+    def _connections(self) -> None:
+        """Endpoints exist (output -> input), units match, each input fed once, no undelayed cycle."""
+        fed = {c.target: str(c.source) for c in self.wiring}
+        valid: list[Connection] = []
+        for i, spec in enumerate(self.s.connections):
+            index = self.connection_index[i] if self.connection_index is not None else i
+            path = f"connections[{index}]"
+            conn = Connection(spec.source, spec.target, delayed=spec.delayed)
+            try:
+                ends = {split_signal(conn.source)[0], split_signal(conn.target)[0]}
+            except WiringError:
+                ends = set()
+            if ends & self.broken:
+                continue
+            found = check_connection(self.stages, conn)
+            for problem in found:
+                self.add(path, problem)
+            if conn.target in fed:
+                self.add(path, f"{conn.target} is already fed by {fed[conn.target]}; expected "
+                         "each input fed once")
+                continue
+            fed[conn.target] = conn.source
+            if not found:
+                valid.append(conn)
+                self.fed[conn.target] = conn.source
+        if len(valid) == len(self.s.connections):
+            try:
+                Graph(self.stages, self.wiring + valid)
+            except WiringError as exc:
+                self.add("connections", str(exc).removeprefix("wiring rejected:\n").strip()
+                         .removeprefix("- "))
+
     def _models(self) -> None:
         """Every chosen model loads, its inputs are fed, its card agrees with its use."""
         from .scenario import model_set_of
 
+        if not self.s.has_plant:
+            return
         try:
             model_set_of(self.s)
         except ScenarioError as exc:
@@ -131,7 +220,7 @@ class Semantics:
                      f"last row is the end of the run), found {every:,}")
         rows = steps // every + 1
         if s.record.signals == "all":
-            n_signals = len(self.outputs) + len(set(self.ports) - self.fed)
+            n_signals = len(self.outputs) + len(set(self.ports) - set(self.fed))
         else:
             n_signals = len(s.record.signals)
         if rows * n_signals * 8 > MAX_RECORD_BYTES:
@@ -140,6 +229,8 @@ class Semantics:
                      f"{MAX_RECORD_BYTES / 2**30:.0f} GiB: raise record.every or record fewer signals")
 
     def _plant(self) -> None:
+        if not self.s.has_plant:
+            return
         for cname, params in self.s.plant.items():
             cls = STAGES.get(cname)
             if cls is None:
@@ -158,12 +249,15 @@ class Semantics:
     def _target(self, path: str, name: str) -> Any:
         target = resolve_input(name)
         port = self.ports.get(target)
+        if port is None and target.partition(".")[0] in self.broken:
+            return None
         if port is None:
             self.add(path, f"unknown input {name!r}; expected one of {', '.join(INPUTS)} "
                      "(or component.port of an unconnected input)")
             return None
         if target in self.fed:
-            self.add(path, f"{target} is fed by another component and cannot be driven")
+            self.add(path, f"{target} is fed by another component ({self.fed[target]}) and "
+                     "cannot be driven")
             return None
         return port
 
@@ -264,19 +358,28 @@ class Semantics:
                                  what="the run from the event on")
         elif isinstance(event, ParameterEvent):
             cname, _, pname = event.target.partition(".")
-            cls = STAGES.get(cname)
+            cls = self.stages.get(cname)
             spec = next((p for p in cls.parameters if p.name == pname), None) if cls else None
-            if spec is None:
+            if cname in self.broken:
+                pass
+            elif spec is None:
                 self.add(path + ".target", f"unknown parameter {event.target!r}; expected component.parameter")
             elif not spec.tunable:
-                tunable = [f"{c}.{p.name}" for c, k in STAGES.items() for p in k.parameters if p.tunable]
+                tunable = [f"{c}.{p.name}" for c, k in self.stages.items() for p in k.parameters
+                           if p.tunable]
                 self.add(path + ".target", f"{event.target} cannot change during a run; "
                          f"tunable: {', '.join(tunable)}")
             elif not spec.contains(event.value):
                 self.add(path + ".value", f"expected a value in {spec.bounds_text()}, found {event.value!r}")
+        elif isinstance(event, (PumpEvent, SupplyDropEvent, PlainFaultEvent)):
+            if not s.has_plant:
+                self.add(path + ".type", f"{event.type} acts on the plant, and this scenario "
+                         "has none (plant: false)")
         elif isinstance(event, SensorEvent):
             port = self.outputs.get(event.target)
-            if port is None or not port.measured:
+            if port is None and event.target.partition(".")[0] in self.broken:
+                pass
+            elif port is None or not port.measured:
                 measured = [n for n, p in self.outputs.items() if p.measured]
                 self.add(path + ".target", f"expected a measured signal ({', '.join(measured)}), "
                          f"found {event.target!r}")
@@ -288,6 +391,8 @@ class Semantics:
     def _record(self) -> None:
         names = list(self.outputs) + [n for n in self.ports if n not in self.fed]
         for i, pattern in enumerate(self.s.record.signals):
+            if pattern.partition(".")[0] in self.broken:
+                continue
             if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
                 self.add(f"record.signals[{i}]", f"expected a signal name or pattern that matches "
                          f"a signal, found {pattern!r}")

@@ -14,8 +14,11 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     WithJsonSchema,
+    model_serializer,
     model_validator,
 )
 
@@ -24,7 +27,8 @@ from models.variables import VARIABLES
 __all__ = [
     "Scenario", "InputSpec", "CsvSpec", "RampSpec", "RecordSpec", "OutputSpec", "LimitSpec",
     "SetEvent", "RampEvent", "ProfileEvent", "ParameterEvent", "PumpEvent", "SupplyDropEvent",
-    "PlainFaultEvent", "SensorEvent", "ModelsSpec", "ModelFileSpec", "NOT_IN_FILES",
+    "PlainFaultEvent", "SensorEvent", "ModelsSpec", "ModelFileSpec", "ComponentSpec",
+    "ConnectionSpec", "PLANT_TAGS", "NOT_IN_FILES",
 ]
 
 MAX_RECORD_BYTES = 4 * 2**30
@@ -284,6 +288,62 @@ class ModelsSpec(_Strict):
         return out
 
 
+class ComponentSpec(_Strict):
+    """A component beside the plant: an FMI 2.0 co-simulation FMU (path relative to the scenario)."""
+
+    type: Literal["fmu"]
+    path: Name
+    parameters: dict[Name, Finite] = Field(default={}, description="FMU parameter -> value")
+    measured: list[Name] = Field(
+        default=[], description="inputs that read a sensor and outputs that are sensor readings")
+
+
+class ConnectionSpec(_Strict):
+    """``[from, to]`` or ``[from, to, delayed]``: an output ``component.port`` feeds an input."""
+
+    source: Name
+    target: Name
+    delayed: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_list(cls, data: Any) -> Any:
+        if isinstance(data, ConnectionSpec):
+            return data
+        if (isinstance(data, (list, tuple)) and len(data) in (2, 3)
+                and (len(data) == 2 or data[2] == "delayed")):
+            return {"source": data[0], "target": data[1], "delayed": len(data) == 3}
+        raise ValueError("a list [from, to] or [from, to, delayed] of component.port names")
+
+    @model_serializer
+    def _as_list(self) -> list[str]:
+        return [self.source, self.target] + (["delayed"] if self.delayed else [])
+
+
+_CONNECTION_SCHEMA = WithJsonSchema({
+    "type": "array", "minItems": 2, "maxItems": 3,
+    "prefixItems": [{"type": "string", "minLength": 1}, {"type": "string", "minLength": 1},
+                    {"const": "delayed"}],
+    "items": False,
+    "description": "[from, to] or [from, to, delayed]: output component.port -> input "
+                   "component.port; delayed carries the value of the previous step",
+})
+
+
+def _plant_tag(value: Any) -> str:
+    return "off" if value is False else "overrides"
+
+
+#: parameter overrides of the standard plant, or ``false`` for a scenario without it
+PlantSpec = Annotated[
+    Union[Annotated[Literal[False], Tag("off")],
+          Annotated[dict[Name, dict[Name, Finite]], Tag("overrides")]],
+    Discriminator(_plant_tag),
+]
+#: the tags :data:`PlantSpec` puts in error locations (``plant.overrides.reactor``)
+PLANT_TAGS = ("off", "overrides")
+
+
 class Scenario(_Strict):
     """A validated scenario. Build it with :func:`load_scenario` or :func:`parse_scenario`."""
 
@@ -293,7 +353,14 @@ class Scenario(_Strict):
     duration: Positive
     step: Positive
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
-    plant: dict[Name, dict[Name, Finite]] = {}
+    plant: PlantSpec = Field(
+        default={}, description="parameter overrides of the standard plant's components, or "
+        "false for no plant (the scenario's components only)")
+    components: dict[Name, ComponentSpec] = Field(
+        default={}, description="components beside the plant, by name (the prefix of their "
+        "signals: name.port)")
+    connections: list[Annotated[ConnectionSpec, _CONNECTION_SCHEMA]] = Field(
+        default=[], description="wiring of the components, added to the plant's own")
     rates: dict[Name, Every] = {}
     inputs: dict[Name, InputSpec] = {}
     events: list[EventSpec] = []
@@ -305,6 +372,10 @@ class Scenario(_Strict):
     #: directory that relative CSV paths are read from (not part of the file)
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: str = Field(default="<scenario>", exclude=True)
+
+    @property
+    def has_plant(self) -> bool:
+        return self.plant is not False
 
     @property
     def steps(self) -> int:
