@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import platform
 import time
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .component import Component
 from .simulation import Simulation
 
-__all__ = ["measure", "noop_plant", "surrogate_speed", "BENCH_24H"]
+__all__ = ["measure", "noop_plant", "surrogate_speed", "fmu_speed", "BENCH_24H", "FMU_KEYS"]
+
+#: keys added by :func:`fmu_speed` (``None`` when PythonFMU or FMPy is missing)
+FMU_KEYS: tuple[str, ...] = ("fmu_build_s", "fmu_instantiate_s", "fmu_steps_per_s",
+                             "fmu_inprocess_steps_per_s", "fmu_vs_inprocess_ratio")
 
 #: the 24 h benchmark scenario (same as scenarios/long_run_24h.yaml in spirit)
 BENCH_24H: dict[str, Any] = {
@@ -56,7 +61,8 @@ def _steps_per_s(sim: Simulation, steps: int, repeat: int) -> float:
 
 
 def measure(*, steps: int = 20_000, repeat: int = 3) -> dict[str, Any]:
-    """Engine-only and full-plant steps/s, their ratio, and the 24 h scenario's wall time."""
+    """Engine-only and full-plant steps/s, their ratio, the 24 h scenario's wall time, surrogate
+    speed, and the exported FMU vs the same plant in process (:func:`fmu_speed`)."""
     from components.plant import build_plant
 
     from .scenario import parse_scenario, run
@@ -82,6 +88,7 @@ def measure(*, steps: int = 20_000, repeat: int = 3) -> dict[str, Any]:
         "scenario_24h_steps": scenario.steps,
         "scenario_24h_rows": len(frame),
         **surrogate_speed(),
+        **fmu_speed(steps=min(steps, 5_000), repeat=repeat),
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
@@ -137,4 +144,77 @@ def surrogate_speed(model: str | None = None, batch: int = 10_000) -> dict[str, 
     theirs = _best_of(lambda: kmodel(inputs), 200)
     figures["keras_one_sample_us"] = round(theirs * 1e6, 1)
     figures["runtime_vs_keras_speedup"] = round(theirs / ours, 1)
+    return figures
+
+
+def fmu_speed(*, steps: int = 5_000, repeat: int = 3) -> dict[str, Any]:
+    """The exported FMU under FMPy's ``FMU2Slave`` vs the same plant in process.
+
+    Builds the FMU of the default scenario once into a temporary
+    directory (``fmu_build_s``), then times extracting + reading the model
+    description + instantiating + initialising it (``fmu_instantiate_s``), and
+    ``steps`` doSteps of 1 s (``fmu_steps_per_s``, best of ``repeat``). The
+    in-process figure runs the same scenario's simulation (same models, same
+    recorded signals as the slave), one 1 s ``advance_to`` per step, timed in
+    rounds alternating with the FMU's. Without PythonFMU or FMPy the figures
+    are ``None`` and ``fmu_note`` says why.
+    """
+    import shutil
+    import tempfile
+
+    figures: dict[str, Any] = dict.fromkeys(FMU_KEYS)
+    try:
+        import fmpy
+        import pythonfmu  # noqa: F401
+        from fmpy.fmi2 import FMU2Slave
+    except ImportError as exc:
+        figures["fmu_note"] = f"FMU figures need PythonFMU and FMPy: {exc}"
+        return figures
+    from fmu.build import DEFAULT_SCENARIO, build_fmu
+
+    from .scenario import build, load_scenario
+
+    tmp = Path(tempfile.mkdtemp(prefix="co2twin_bench_fmu_"))
+    slave = None
+    try:
+        t0 = time.perf_counter()
+        path = build_fmu(DEFAULT_SCENARIO, tmp / "co2twin.fmu")
+        figures["fmu_build_s"] = round(time.perf_counter() - t0, 3)
+
+        # cosim is imported (above) before the FMU's Python code runs in this process
+        t0 = time.perf_counter()
+        unzipped = fmpy.extract(str(path), unzipdir=str(tmp / "unzipped"))
+        md = fmpy.read_model_description(str(path))
+        slave = FMU2Slave(guid=md.guid, unzipDirectory=unzipped,
+                          modelIdentifier=md.coSimulation.modelIdentifier, instanceName="bench")
+        slave.instantiate()
+        slave.setupExperiment(startTime=0.0)
+        slave.enterInitializationMode()
+        slave.exitInitializationMode()
+        figures["fmu_instantiate_s"] = round(time.perf_counter() - t0, 3)
+
+        sim = build(load_scenario(DEFAULT_SCENARIO))
+        sim.record(["power.current"])  # as fmu/slave.py does
+        sim.initialize()
+        fmu_t = 0.0
+        best_fmu = best_sim = float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                slave.doStep(fmu_t, 1.0)
+                fmu_t += 1.0
+            best_fmu = min(best_fmu, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                sim.advance_to(sim.time + 1.0)
+            best_sim = min(best_sim, time.perf_counter() - t0)
+        fmu_rate, sim_rate = steps / best_fmu, steps / best_sim
+        figures["fmu_steps_per_s"] = round(fmu_rate, 1)
+        figures["fmu_inprocess_steps_per_s"] = round(sim_rate, 1)
+        figures["fmu_vs_inprocess_ratio"] = round(fmu_rate / sim_rate, 4)
+    finally:
+        if slave is not None:
+            slave.terminate()
+            slave.freeInstance()
+        shutil.rmtree(tmp, ignore_errors=True)
     return figures

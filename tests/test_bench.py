@@ -29,3 +29,19 @@ def test_bench_json_has_the_stable_keys():
     assert figures["runtime_vs_keras_speedup"] == pytest.approx(speedup, rel=0.02)
     hybrid = figures["hybrid_plant_steps_per_s"] / figures["plant_steps_per_s"]
     assert figures["hybrid_vs_physics_ratio"] == pytest.approx(hybrid, rel=1e-3)
+
+    for key in ("fmu_build_s", "fmu_instantiate_s", "fmu_steps_per_s", "fmu_inprocess_steps_per_s",
+                "fmu_vs_inprocess_ratio"):
+        assert figures[key] is not None and figures[key] > 0, (key, figures.get("fmu_note"))
+    fmu_ratio = figures["fmu_steps_per_s"] / figures["fmu_inprocess_steps_per_s"]
+    assert figures["fmu_vs_inprocess_ratio"] == pytest.approx(fmu_ratio, rel=1e-3)
+
+
+def test_fmu_figures_are_null_without_pythonfmu(monkeypatch):
+    """Without PythonFMU the FMU keys exist, are None, and a note says why."""
+    from cosim.bench import FMU_KEYS, fmu_speed
+
+    monkeypatch.setitem(sys.modules, "pythonfmu", None)  # import raises ImportError
+    figures = fmu_speed(steps=10, repeat=1)
+    assert all(figures[k] is None for k in FMU_KEYS)
+    assert "PythonFMU" in figures["fmu_note"]
