@@ -189,9 +189,10 @@ class Simulation:
         return list(self._slots)
 
     def unit(self, signal: str) -> str:
-        return self._port(signal).unit
+        return self.port(signal).unit
 
-    def _port(self, signal: str) -> Any:
+    def port(self, signal: str) -> Any:
+        """The declared :class:`Port` of a signal (a connected input answers with its source's)."""
         if signal in self._ports:
             return self._ports[signal]
         if signal in self._fed:

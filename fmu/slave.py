@@ -90,9 +90,9 @@ def variables(scenario: Any) -> list[FmuVariable]:
     from cosim.scenario import build
 
     sim = build(scenario)
-    out = [FmuVariable(n, "input", sim.unit(INPUTS[n]), sim._port(INPUTS[n]).description)
+    out = [FmuVariable(n, "input", sim.unit(INPUTS[n]), sim.port(INPUTS[n]).description)
            for n in INPUT_NAMES]
-    out += [FmuVariable(s, "output", sim.unit(s), sim._port(s).description) for s in OUTPUT_SIGNALS]
+    out += [FmuVariable(s, "output", sim.unit(s), sim.port(s).description) for s in OUTPUT_SIGNALS]
     out += [
         FmuVariable("reactor.area_cm2", "parameter", "cm2", "cathode (electrode) area"),
         FmuVariable("step_size", "parameter", "s", "internal simulation step"),
@@ -213,7 +213,7 @@ class Co2Twin(Fmi2Slave):
         PythonFMU turns any exception raised here into fmi2Fatal and drops the
         instance, so a bad value is refused without raising.
         """
-        port = self._sim._port(self._signal(name))
+        port = self._sim.port(self._signal(name))
         v = float(value)
         if not port.contains(v):
             msg = (f"input {name}: expected a finite value in {port.bounds_text()}, found {value!r}; "
