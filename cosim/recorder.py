@@ -8,14 +8,13 @@ written to a temporary name and renamed, so a failed write leaves nothing.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
+from .atomic import write_frame
 from .errors import SimulationError
 
 __all__ = ["Recorder", "write_results", "read_results", "FORMATS"]
@@ -96,37 +95,7 @@ def write_results(frame: pd.DataFrame, path: str | Path, fmt: str | None = None)
         raise SimulationError(
             f"{path}: unknown output format {fmt!r}; expected one of {', '.join(FORMATS)}"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = json.dumps(_metadata(frame), indent=1)
-    targets: list[tuple[Path, str]] = []
-    done: list[str] = []
-    try:
-        if fmt == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(frame, preserve_index=True)
-            merged = {**(table.schema.metadata or {}), _META_KEY: meta.encode()}
-            tmp = _temp_beside(path)
-            targets.append((tmp, str(path)))
-            pq.write_table(table.replace_schema_metadata(merged), tmp)
-        else:
-            tmp = _temp_beside(path)
-            targets.append((tmp, str(path)))
-            frame.to_csv(tmp, float_format="%.17g")
-            side = _temp_beside(path)
-            targets.append((side, str(path) + ".meta.json"))
-            side.write_text(meta)
-        for tmp, final in targets:
-            os.replace(tmp, final)
-            done.append(final)
-    except BaseException:
-        for tmp, _ in targets:
-            tmp.unlink(missing_ok=True)
-        for final in done:  # a CSV without its sidecar is not a result either
-            Path(final).unlink(missing_ok=True)
-        raise
-    return path
+    return write_frame(frame, path, fmt, _metadata(frame), _META_KEY, index=True)
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
@@ -149,16 +118,3 @@ def read_results(path: str | Path) -> pd.DataFrame:
     frame.attrs["events"] = meta.get("events", [])
     frame.attrs["scenario"] = meta.get("scenario", {})
     return frame
-
-
-def _temp_beside(path: Path) -> Path:
-    """A new empty file next to ``path``, created with the permissions the umask allows
-    (``tempfile.mkstemp`` would make it, and so the result, private to the owner)."""
-    while True:
-        name = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-        try:
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue
-        os.close(fd)
-        return name

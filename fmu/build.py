@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
+from cosim.atomic import atomic_path
 from cosim.errors import FMUError
 
 __all__ = ["DEFAULT_SCENARIO", "MODEL_IDENTIFIER", "build_fmu", "build_info"]
@@ -167,8 +168,8 @@ def _compile_loader(tmp: Path, info: dict[str, Any]) -> Path:
 def _repack(raw: Path, output: Path, sc: Any, loader_so: Path | None) -> None:
     """Copy the PythonFMU archive to ``output`` with the fixed model description and loader."""
     so_name = f"binaries/linux64/{MODEL_IDENTIFIER}.so"
-    tmp_out = output.with_suffix(output.suffix + ".part")
-    with zipfile.ZipFile(raw) as zin, zipfile.ZipFile(tmp_out, "w", zipfile.ZIP_DEFLATED) as zout:
+    with atomic_path(output) as tmp_out, zipfile.ZipFile(raw) as zin, \
+            zipfile.ZipFile(tmp_out, "w", zipfile.ZIP_DEFLATED) as zout:
         for item in zin.infolist():
             data = zin.read(item.filename)
             if item.filename == "modelDescription.xml":
@@ -177,7 +178,6 @@ def _repack(raw: Path, output: Path, sc: Any, loader_so: Path | None) -> None:
                 zout.writestr(f"binaries/linux64/{MODEL_IDENTIFIER}_pythonfmu.so", data)
                 data = loader_so.read_bytes()
             zout.writestr(item, data)
-    os.replace(tmp_out, output)
 
 
 def _fix_model_description(data: bytes, sc: Any) -> bytes:

@@ -20,13 +20,12 @@ identifiers), so ``reactor.cell_voltage`` is the connector ``reactor_cell_voltag
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cosim.atomic import atomic_path
 from cosim.errors import FMUError
 
 __all__ = [
@@ -255,14 +254,8 @@ def read_fmu(fmu_path: str | Path) -> Any:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_openmodelica_files(fmu_path: str | Path, out_dir: str | Path) -> list[Path]:

@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import secrets
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
+from cosim.atomic import atomic_path
 from cosim.errors import ModelError
 from models.variables import FEATURES, FILE_KINDS, SPACES, VARIABLES
 
 __all__ = [
     "SCHEMA_VERSION", "SPLITS", "REFERENCES", "METRICS", "InputRange", "ModelCard", "Splits",
-    "exclusions", "score", "model_path", "card_path", "card_beside", "atomic_path",
+    "exclusions", "score", "model_path", "card_path", "card_beside",
 ]
 
 SCHEMA_VERSION = 1
@@ -55,30 +53,6 @@ def card_beside(model: str | Path) -> Path:
     """The card of any ``.keras`` file: ``<stem>.card.json`` in the same folder."""
     model = Path(model)
     return model.with_name(model.name.removesuffix(".keras") + ".card.json")
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same suffix); on success it replaces ``path``.
-
-    A failure or interruption leaves ``path`` as it was and no temporary file behind.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        # os.open, not mkstemp: the result gets the umask's permissions, not owner-only
-        tmp = path.parent / f".{path.stem}.{secrets.token_hex(6)}.tmp{path.suffix}"
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            break
-        except FileExistsError:
-            continue
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def score(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float | None]:

@@ -12,15 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from cosim.atomic import write_frame
 from cosim.errors import ModelError
-from cosim.recorder import _temp_beside
 from models.electrochemistry import M_HCOO
 from models.variables import FEATURES, VARIABLES
 
@@ -335,36 +334,10 @@ def write_log(frame: pd.DataFrame, path: str | Path, spanish: bool = False) -> P
         frame, units = _spanish(frame)
     else:
         units = {c: COLUMNS[c].unit for c in frame.columns if c in COLUMNS and COLUMNS[c].unit}
-    meta = json.dumps({"schema": "co2twin.plantlog", "version": 1,
-                       "language": "es" if spanish else "en", "units": units}, indent=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    targets: list[tuple[Path, Path]] = []
-    done: list[Path] = []
-    try:
-        tmp = _temp_beside(path)
-        targets.append((tmp, path))
-        if suffix == ".csv":
-            frame.to_csv(tmp, index=False, float_format="%.17g")
-            side = _temp_beside(path)
-            targets.append((side, Path(str(path) + ".meta.json")))
-            side.write_text(meta)
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            merged = {**(table.schema.metadata or {}), _META_KEY: meta.encode()}
-            pq.write_table(table.replace_schema_metadata(merged), tmp)
-        for tmp, final in targets:
-            os.replace(tmp, final)
-            done.append(final)
-    except BaseException:
-        for tmp, _ in targets:
-            tmp.unlink(missing_ok=True)
-        for final in done:
-            final.unlink(missing_ok=True)
-        raise
-    return path
+    meta = {"schema": "co2twin.plantlog", "version": 1, "language": "es" if spanish else "en",
+            "units": units}
+    return write_frame(frame, path, "csv" if suffix == ".csv" else "parquet", meta, _META_KEY,
+                       index=False)
 
 
 def data_hash(frame: pd.DataFrame) -> str:

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cosim.atomic import atomic_path
 from cosim.errors import ModelError
 from models import baseline, plantlog
-from models.cards import ModelCard, Splits, atomic_path, card_path, model_path, score
+from models.cards import ModelCard, Splits, card_path, model_path, score
 from models.electrochemistry import CellParameters
 from models.variables import FILE_KINDS, SPACES, VARIABLES
 

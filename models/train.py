@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from cosim.atomic import atomic_path
 from cosim.errors import ModelError
 from models import baseline, plantlog
 from models.cards import (
@@ -33,7 +34,6 @@ from models.cards import (
     InputRange,
     ModelCard,
     Splits,
-    atomic_path,
     card_path,
     model_path,
     score,

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cosim import Recorder, SensorFault, Simulation, SimulationError, read_results, write_results
-from cosim import recorder as recorder_module
+from cosim import atomic as atomic_module
 
 
 @pytest.fixture
@@ -116,7 +116,7 @@ def test_failed_rename_of_the_sidecar_leaves_no_csv(frame, tmp_path, monkeypatch
             raise OSError("rename failed")
         real(src, dst)
 
-    monkeypatch.setattr(recorder_module.os, "replace", flaky)
+    monkeypatch.setattr(atomic_module.os, "replace", flaky)
     with pytest.raises(OSError, match="rename failed"):
         write_results(frame, tmp_path / "run.csv")
     assert _leftovers(tmp_path) == []
