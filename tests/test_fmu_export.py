@@ -35,6 +35,27 @@ def model(fmu_path: Path):
     return fmpy.read_model_description(str(fmu_path))
 
 
+@pytest.fixture(scope="session")
+def unzipped(fmu_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The FMU extracted once, as a C host sees it."""
+    folder = tmp_path_factory.mktemp("fmu_unzipped")
+    with zipfile.ZipFile(fmu_path) as z:
+        z.extractall(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/fmi_host.c compiled with the system compiler."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.fail("the C host test needs gcc (`.ci/run` installs it)")
+    host = tmp_path_factory.mktemp("host") / "fmi_host"
+    subprocess.run([gcc, "-O1", "-o", str(host), str(ROOT / "tests" / "fmi_host.c"), "-ldl"],
+                   check=True)
+    return host
+
+
 def _reference(end: float, **inputs: object):
     """In-process run of the baseline to ``end`` s with some inputs replaced."""
     scenario = load_scenario(BASELINE)
@@ -134,16 +155,8 @@ def test_bad_inputs_give_error_status_not_crash(fmu_path: Path, model) -> None:
     slave.freeInstance()
 
 
-def test_c_host_two_instances_and_reset(fmu_path: Path, model, tmp_path: Path) -> None:
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.fail("the C host test needs gcc (`.ci/run` installs it)")
-    host = tmp_path / "fmi_host"
-    subprocess.run([gcc, "-O1", "-o", str(host), str(ROOT / "tests" / "fmi_host.c"), "-ldl"],
-                   check=True)
-    unzipped = tmp_path / "fmu"
-    with zipfile.ZipFile(fmu_path) as z:
-        z.extractall(unzipped)
+def test_c_host_two_instances_and_reset(host: Path, unzipped: Path, model) -> None:
+    """A C process loads the FMU (RTLD_LOCAL, as FMIL): two instances, 1,000 steps, reset, rerun."""
     outs = [_vr(model, n) for n in OUTPUTS]
     proc = subprocess.run(
         [str(host), str(unzipped), model.guid, "1000", "1.0", f"{_vr(model, 'current')}=6.0",
@@ -215,16 +228,9 @@ def test_parameters_rebuild_the_simulation(fmu_path: Path, model) -> None:
     np.testing.assert_allclose(got, frame[OUTPUTS].iloc[-1].to_numpy(), rtol=0, atol=1e-9)
 
 
-def test_loader_reports_missing_libpython(fmu_path: Path, model, tmp_path: Path) -> None:
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.fail("the C host test needs gcc (`.ci/run` installs it)")
-    host = tmp_path / "fmi_host"
-    subprocess.run([gcc, "-O1", "-o", str(host), str(ROOT / "tests" / "fmi_host.c"), "-ldl"],
-                   check=True)
-    with zipfile.ZipFile(fmu_path) as z:
-        z.extractall(tmp_path / "fmu")
-    proc = subprocess.run([str(host), str(tmp_path / "fmu"), model.guid, "1", "1.0", "", "10"],
+def test_loader_reports_missing_libpython(host: Path, unzipped: Path, model, tmp_path: Path) -> None:
+    """A libpython that cannot be loaded fails fmi2Instantiate with a message naming the override."""
+    proc = subprocess.run([str(host), str(unzipped), model.guid, "1", "1.0", "", "10"],
                           capture_output=True, text=True, timeout=60, check=False,
                           env={"CO2TWIN_LIBPYTHON": str(tmp_path / "no_libpython.so")})
     assert proc.returncode == 3
@@ -243,17 +249,8 @@ def test_cli_build_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "x.fmu").exists()
 
 
-def test_c_host_soak_100k_steps_without_memory_growth(fmu_path: Path, model, tmp_path: Path) -> None:
+def test_c_host_soak_100k_steps_without_memory_growth(host: Path, unzipped: Path, model) -> None:
     """100,000 doSteps of 1 s with setReal/getReal each step: RSS grows < 5 MB from 10 % to 100 %."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.fail("the C host test needs gcc (`.ci/run` installs it)")
-    host = tmp_path / "fmi_host"
-    subprocess.run([gcc, "-O1", "-o", str(host), str(ROOT / "tests" / "fmi_host.c"), "-ldl"],
-                   check=True)
-    unzipped = tmp_path / "fmu"
-    with zipfile.ZipFile(fmu_path) as z:
-        z.extractall(unzipped)
     outs = ",".join(str(_vr(model, n)) for n in OUTPUTS)
     proc = subprocess.run(
         [str(host), str(unzipped), model.guid, "soak", "100000", str(_vr(model, "current")), outs],
