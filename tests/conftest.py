@@ -190,3 +190,22 @@ def model_card() -> Callable[..., Any]:
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def trained_dir(keras: Any, model_card: Callable[..., Any],
+                tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``<variable>.<kind>.keras`` + cards for the four variables, nn and hybrid, on their
+    features, enveloped by :data:`kit.WIDE` (tests/kit.py)."""
+    from kit import TYPICAL, WIDE, network
+    from models.cards import card_beside
+    from models.variables import VARIABLES
+
+    folder = tmp_path_factory.mktemp("trained")
+    for i, (variable, spec) in enumerate(VARIABLES.items()):
+        for kind in ("nn", "hybrid"):
+            path = folder / f"{variable}.{kind}.keras"
+            network(keras, spec.features, bias=TYPICAL[variable] if kind == "nn" else 0.0,
+                    seed=10 + i).save(path)
+            model_card(variable, kind, {f: WIDE[f] for f in spec.features}).write(card_beside(path))
+    return folder

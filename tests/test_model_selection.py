@@ -21,55 +21,23 @@ import models.surrogate as surrogate_module
 from components.kpi import balances
 from cosim.errors import ModelError, ScenarioError
 from cosim.scenario import build, load_scenario, parse_scenario, run
-from models.cards import card_beside
 from models.runtime import load_keras
 from models.surrogate import EnvelopeWarning
 from models.variables import VARIABLES
+
+from kit import WIDE, network  # noqa: E402 (tests/kit.py)
 
 #: Keras's own save() trips a NumPy 2 deprecation inside TensorFlow
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = {"name": "t", "duration": 60, "step": 1}
-#: training envelope of the trained-folder models: narrow in current density only (240 mA/cm2 = 6 A)
-WIDE = {
-    "current_density": (0.0, 240.0), "gas_flow": (0.0, 20000.0), "co2_fraction": (0.0, 100.0),
-    "humidity": (0.0, 100.0), "anolyte_flow": (0.0, 1000.0), "catholyte_flow": (0.0, 1000.0),
-    "anolyte_conc": (0.0, 20.0), "catholyte_conc": (0.0, 20.0), "cell_temperature": (-40.0, 200.0),
-    "charge_passed": (0.0, 1e6),
-}
-TYPICAL = {"cell_voltage": 3.5, "fe_formate": 0.8, "outlet_co2_fraction": 70.0, "anolyte_ph": 13.5}
 #: current 4 A -> 8 A from 10 s to 70 s: beyond 6 A (240 mA/cm2) the trained models extrapolate
 RAMP = {"name": "ramp", "duration": 90, "step": 1,
         "inputs": {"current": {"ramp": {"from": 4.0, "to": 8.0, "at": 10, "duration": 60}}}}
 
 
 # -- building test models ---------------------------------------------------------------
-def network(keras: Any, names: tuple[str, ...], *, bias: float = 0.0, seed: int = 0) -> Any:
-    """Named scalar inputs -> Concatenate -> Dense(4, tanh) -> Dense(1), small deterministic weights."""
-    inputs = [keras.Input(shape=(1,), name=n) for n in names]
-    h = keras.layers.Dense(4, activation="tanh")(keras.layers.Concatenate()(inputs))
-    model = keras.Model(inputs, keras.layers.Dense(1)(h))
-    rng = np.random.default_rng(seed)
-    model.set_weights([rng.normal(0.0, 0.02, (len(names), 4)), rng.normal(0.0, 0.5, 4),
-                       rng.normal(0.0, 0.02, (4, 1)), np.array([bias])])
-    return model
-
-
-@pytest.fixture(scope="session")
-def trained_dir(keras: Any, model_card: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``<variable>.<kind>.keras`` + cards for the four variables, nn and hybrid, on their features."""
-    folder = tmp_path_factory.mktemp("trained")
-    for i, (variable, spec) in enumerate(VARIABLES.items()):
-        for kind in ("nn", "hybrid"):
-            path = folder / f"{variable}.{kind}.keras"
-            network(keras, spec.features, bias=TYPICAL[variable] if kind == "nn" else 0.0,
-                    seed=10 + i).save(path)
-            model_card(variable, kind, {f: WIDE[f] for f in spec.features}).write(
-                card_beside(path))
-    return folder
-
-
 @pytest.fixture(scope="session")
 def odd_dir(keras: Any, model_card: Any, trained_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Model files for selection and for every kind of error, beside each other."""

@@ -33,6 +33,8 @@ from models.surrogate import (
 )
 from models.variables import VARIABLES
 
+from kit import network  # noqa: E402 (tests/kit.py)
+
 #: Keras's own save() trips a NumPy 2 deprecation inside TensorFlow
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -40,15 +42,6 @@ REPO = Path(__file__).resolve().parents[1]
 UNIT_INPUTS = ("current_density", "gas_flow", "co2_fraction")
 UNIT_ENVELOPE = {"current_density": (50.0, 250.0), "gas_flow": (50.0, 150.0), "co2_fraction": (10.0, 100.0)}
 INSIDE = {"current_density": 120.0, "gas_flow": 100.0, "co2_fraction": 60.0}
-#: training envelope of the trained-directory models: narrow in current density only
-WIDE = {
-    "current_density": (0.0, 240.0), "gas_flow": (0.0, 20000.0), "co2_fraction": (0.0, 100.0),
-    "humidity": (0.0, 100.0), "anolyte_flow": (0.0, 1000.0), "catholyte_flow": (0.0, 1000.0),
-    "anolyte_conc": (0.0, 20.0), "catholyte_conc": (0.0, 20.0), "cell_temperature": (-40.0, 200.0),
-    "charge_passed": (0.0, 1e6),
-}
-#: plausible nn outputs (the final bias); hybrids are small residuals around 0
-TYPICAL = {"cell_voltage": 3.5, "fe_formate": 0.8, "outlet_co2_fraction": 70.0, "anolyte_ph": 13.5}
 REACTOR_INPUTS = {
     "current": 5.0, "gas_flow": 100.0, "co2_fraction": 100.0, "anolyte_flow": 5.57,
     "catholyte_flow": 5.57, "anolyte_conc": 1.0, "catholyte_conc": 1.0, "humidity": 90.0,
@@ -60,19 +53,6 @@ REACTOR_INPUTS = {
 def f32(x: Any) -> np.ndarray:
     """Values Keras (float32) and the runtime (float64) both see exactly."""
     return np.asarray(x, dtype=np.float32).astype(np.float64)
-
-
-def network(keras: Any, names: tuple[str, ...], *, bias: float = 0.0, out_scale: float = 0.02,
-            seed: int = 0) -> Any:
-    """Named scalar inputs -> Concatenate -> Dense(4, tanh) -> Dense(1), deterministic weights."""
-    inputs = [keras.Input(shape=(1,), name=n) for n in names]
-    h = keras.layers.Concatenate()(inputs)
-    h = keras.layers.Dense(4, activation="tanh")(h)
-    model = keras.Model(inputs, keras.layers.Dense(1)(h))
-    rng = np.random.default_rng(seed)
-    model.set_weights([rng.normal(0.0, 0.02, (len(names), 4)), rng.normal(0.0, 0.5, 4),
-                       rng.normal(0.0, out_scale, (4, 1)), np.array([bias])])
-    return model
 
 
 @pytest.fixture(scope="session")
@@ -107,19 +87,6 @@ def unit_models(keras: Any, model_card: Any, sample: np.ndarray, tmp_path_factor
     return {"dir": folder, "keras": fe, "fe_nn": folder / "fe_formate.nn.keras",
             "fe_hybrid": folder / "fe_formate.hybrid.keras",
             "outlet_nn": folder / "outlet_co2_fraction.nn.keras"}
-
-
-@pytest.fixture(scope="session")
-def trained_dir(keras: Any, model_card: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``<variable>.<kind>.keras`` + cards for the four variables, nn and hybrid, on their features."""
-    folder = tmp_path_factory.mktemp("trained")
-    for i, (variable, spec) in enumerate(VARIABLES.items()):
-        for kind in ("nn", "hybrid"):
-            bias = TYPICAL[variable] if kind == "nn" else 0.0
-            path = folder / f"{variable}.{kind}.keras"
-            network(keras, spec.features, bias=bias, seed=10 + i).save(path)
-            model_card(variable, kind, {f: WIDE[f] for f in spec.features}).write(card_beside(path))
-    return folder
 
 
 def keras_output(model: Any, x: np.ndarray) -> np.ndarray:

@@ -6,7 +6,6 @@ are the original service's formulas written out by hand and Keras itself.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +23,6 @@ from models.variables import VARIABLES
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 REPO = Path(__file__).resolve().parents[1]
-VALCO2T = Path(__file__).resolve().parents[2] / "shared" / "valco2t" / "models"
 FILES = {"cell_voltage": "DNN_V_model.keras", "fe_formate": "DNN_CH2_model.keras",
          "outlet_co2_fraction": "DNN_CCO2_model.keras", "anolyte_ph": "DNN_pH_model.keras"}
 #: each model's own output among its inputs, and the constant the original service fed there
@@ -42,21 +40,9 @@ F, MW_H2, MW_HCOO, P_BAR, R, T_K = 96485.33, 2.0, 45.0, 1.01325, 0.08314, 298.15
 
 
 @pytest.fixture(scope="session")
-def valco2t_dir() -> Path:
-    """The folder of the four VALCO2T models; a clear failure when it is not there."""
-    missing = [name for name in FILES.values() if not (VALCO2T / name).is_file()]
-    if missing:
-        pytest.fail(f"VALCO2T models missing from {VALCO2T}: {', '.join(missing)} (expected the "
-                    "shared/valco2t/models folder beside the repository)", pytrace=False)
-    return VALCO2T
-
-
-@pytest.fixture(scope="session")
-def keras() -> Any:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
-
-    return keras
+def valco2t_dir(valco2t_models: Path) -> Path:
+    """The folder of the four VALCO2T models (conftest fails, never skips, without them)."""
+    return valco2t_models
 
 
 @pytest.fixture(scope="session")
