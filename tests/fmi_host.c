@@ -68,6 +68,37 @@ static void *need(const char *name) {
 #define CHECK(call, what) do { fmi2Status s_ = (call); \
     if (s_ > 1) { fprintf(stderr, "%s failed: status %d\n", what, s_); exit(3); } } while (0)
 
+/* the FMU's library, loaded as the FMI Library loads it (RTLD_LOCAL), and its functions */
+typedef struct {
+    char uri[4096];
+    Instantiate instantiate;
+    FreeInstance free_instance;
+    SetupExperiment setup;
+    Simple enter, exit_init, terminate, reset;
+    GetReal get_real;
+    SetReal set_real;
+    DoStep do_step;
+} Fmi;
+
+static int open_fmu(const char *dir, Fmi *f) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/binaries/linux64/Co2Twin.so", dir);
+    snprintf(f->uri, sizeof f->uri, "file://%s/resources", dir);
+    lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) { fprintf(stderr, "dlopen: %s\n", dlerror()); return 2; }
+    f->instantiate = (Instantiate)need("fmi2Instantiate");
+    f->free_instance = (FreeInstance)need("fmi2FreeInstance");
+    f->setup = (SetupExperiment)need("fmi2SetupExperiment");
+    f->enter = (Simple)need("fmi2EnterInitializationMode");
+    f->exit_init = (Simple)need("fmi2ExitInitializationMode");
+    f->terminate = (Simple)need("fmi2Terminate");
+    f->reset = (Simple)need("fmi2Reset");
+    f->get_real = (GetReal)need("fmi2GetReal");
+    f->set_real = (SetReal)need("fmi2SetReal");
+    f->do_step = (DoStep)need("fmi2DoStep");
+    return 0;
+}
+
 static size_t parse_list(const char *text, fmi2ValueReference *vr, double *val) {
     size_t n = 0;
     char *copy = strdup(text), *save = NULL;
@@ -94,41 +125,30 @@ static int soak(const char *dir, const char *guid, long steps, fmi2ValueReferenc
     fmi2ValueReference out_vr[64];
     double out_val[64];
     size_t n_out = parse_list(outputs, out_vr, NULL);
-    char path[4096], uri[4096];
-    snprintf(path, sizeof path, "%s/binaries/linux64/Co2Twin.so", dir);
-    snprintf(uri, sizeof uri, "file://%s/resources", dir);
-    lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!lib) { fprintf(stderr, "dlopen: %s\n", dlerror()); return 2; }
-    Instantiate instantiate = (Instantiate)need("fmi2Instantiate");
-    FreeInstance free_instance = (FreeInstance)need("fmi2FreeInstance");
-    SetupExperiment setup = (SetupExperiment)need("fmi2SetupExperiment");
-    Simple enter = (Simple)need("fmi2EnterInitializationMode");
-    Simple exit_init = (Simple)need("fmi2ExitInitializationMode");
-    Simple terminate = (Simple)need("fmi2Terminate");
-    GetReal get_real = (GetReal)need("fmi2GetReal");
-    SetReal set_real = (SetReal)need("fmi2SetReal");
-    DoStep do_step = (DoStep)need("fmi2DoStep");
+    Fmi f;
+    int rc = open_fmu(dir, &f);
+    if (rc) return rc;
     fmi2CallbackFunctions cb = {logger, calloc, free, NULL, NULL};
-    fmi2Component c = instantiate("soak", 1, guid, uri, &cb, 0, 0);
+    fmi2Component c = f.instantiate("soak", 1, guid, f.uri, &cb, 0, 0);
     if (!c) { fprintf(stderr, "fmi2Instantiate failed\n"); return 3; }
-    CHECK(setup(c, 0, 0.0, 0.0, 0, 0.0), "setup");
-    CHECK(enter(c), "enter");
-    CHECK(exit_init(c), "exit");
+    CHECK(f.setup(c, 0, 0.0, 0.0, 0, 0.0), "setup");
+    CHECK(f.enter(c), "enter");
+    CHECK(f.exit_init(c), "exit");
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (long k = 0; k < steps; k++) {
         double current = (k / 100) % 2 ? 5.5 : 5.0;
-        CHECK(set_real(c, &in_vr, 1, &current), "setReal");
-        CHECK(do_step(c, (double)k, 1.0, 1), "doStep");
-        CHECK(get_real(c, out_vr, n_out, out_val), "getReal");
+        CHECK(f.set_real(c, &in_vr, 1, &current), "setReal");
+        CHECK(f.do_step(c, (double)k, 1.0, 1), "doStep");
+        CHECK(f.get_real(c, out_vr, n_out, out_val), "getReal");
         if (k + 1 == steps / 10) { printf("RSS 10 %ld\n", rss_kb()); fflush(stdout); }
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     printf("RSS 100 %ld\n", rss_kb());
     printf("SECONDS %.3f\n", (t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec));
     for (size_t i = 0; i < n_out; i++) printf("OUT %u %.17g\n", out_vr[i], out_val[i]);
-    CHECK(terminate(c), "terminate");
-    free_instance(c);
+    CHECK(f.terminate(c), "terminate");
+    f.free_instance(c);
     fflush(stdout);
     return 0;
 }
@@ -145,59 +165,47 @@ int main(int argc, char **argv) {
     size_t n_in = strlen(argv[5]) ? parse_list(argv[5], in_vr, in_val) : 0;
     size_t n_out = parse_list(argv[6], out_vr, NULL);
 
-    char path[4096], uri[4096];
-    snprintf(path, sizeof path, "%s/binaries/linux64/Co2Twin.so", dir);
-    snprintf(uri, sizeof uri, "file://%s/resources", dir);
-    lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!lib) { fprintf(stderr, "dlopen: %s\n", dlerror()); return 2; }
-    Instantiate instantiate = (Instantiate)need("fmi2Instantiate");
-    FreeInstance free_instance = (FreeInstance)need("fmi2FreeInstance");
-    SetupExperiment setup = (SetupExperiment)need("fmi2SetupExperiment");
-    Simple enter = (Simple)need("fmi2EnterInitializationMode");
-    Simple exit_init = (Simple)need("fmi2ExitInitializationMode");
-    Simple terminate = (Simple)need("fmi2Terminate");
-    Simple reset = (Simple)need("fmi2Reset");
-    GetReal get_real = (GetReal)need("fmi2GetReal");
-    SetReal set_real = (SetReal)need("fmi2SetReal");
-    DoStep do_step = (DoStep)need("fmi2DoStep");
+    Fmi f;
+    int rc = open_fmu(dir, &f);
+    if (rc) return rc;
 
     fmi2CallbackFunctions cb = {logger, calloc, free, NULL, NULL};
-    fmi2Component a = instantiate("A", 1, guid, uri, &cb, 0, 0);
+    fmi2Component a = f.instantiate("A", 1, guid, f.uri, &cb, 0, 0);
     if (getenv("FMI_HOST_DEBUG")) fprintf(stderr, "instantiated A: %p\n", a);
-    fmi2Component b = instantiate("B", 1, guid, uri, &cb, 0, 0);
+    fmi2Component b = f.instantiate("B", 1, guid, f.uri, &cb, 0, 0);
     if (!a || !b) { fprintf(stderr, "fmi2Instantiate failed\n"); return 3; }
 
     for (int round = 0; round < 2; round++) {
-        CHECK(setup(a, 0, 0.0, 0.0, 0, 0.0), "setup A");
-        CHECK(enter(a), "enter A");
-        if (n_in) CHECK(set_real(a, in_vr, n_in, in_val), "setReal A");
-        CHECK(exit_init(a), "exit A");
+        CHECK(f.setup(a, 0, 0.0, 0.0, 0, 0.0), "setup A");
+        CHECK(f.enter(a), "enter A");
+        if (n_in) CHECK(f.set_real(a, in_vr, n_in, in_val), "setReal A");
+        CHECK(f.exit_init(a), "exit A");
         if (round == 0) {
-            CHECK(setup(b, 0, 0.0, 0.0, 0, 0.0), "setup B");
-            CHECK(enter(b), "enter B");
-            CHECK(exit_init(b), "exit B");
+            CHECK(f.setup(b, 0, 0.0, 0.0, 0, 0.0), "setup B");
+            CHECK(f.enter(b), "enter B");
+            CHECK(f.exit_init(b), "exit B");
         }
         double t = 0.0;
         for (int k = 0; k < steps; k++) {
-            CHECK(do_step(a, t, h, 1), "doStep A");
-            if (round == 0) CHECK(do_step(b, t, h, 1), "doStep B");
+            CHECK(f.do_step(a, t, h, 1), "doStep A");
+            if (round == 0) CHECK(f.do_step(b, t, h, 1), "doStep B");
             t = (k + 1) * h;
         }
-        CHECK(get_real(a, out_vr, n_out, out_val), "getReal A");
+        CHECK(f.get_real(a, out_vr, n_out, out_val), "getReal A");
         for (size_t i = 0; i < n_out; i++) printf("%s %u %.17g\n", round ? "A2" : "A", out_vr[i], out_val[i]);
         if (round == 0) {
-            CHECK(get_real(b, out_vr, n_out, out_val), "getReal B");
+            CHECK(f.get_real(b, out_vr, n_out, out_val), "getReal B");
             for (size_t i = 0; i < n_out; i++) printf("B %u %.17g\n", out_vr[i], out_val[i]);
-            CHECK(reset(a), "reset A");
+            CHECK(f.reset(a), "reset A");
         }
     }
     double nan_value = NAN;
     fmi2ValueReference first = 0;
-    printf("NAN %d\n", set_real(b, &first, 1, &nan_value));
-    CHECK(terminate(a), "terminate A");
-    CHECK(terminate(b), "terminate B");
-    free_instance(a);
-    free_instance(b);
+    printf("NAN %d\n", f.set_real(b, &first, 1, &nan_value));
+    CHECK(f.terminate(a), "terminate A");
+    CHECK(f.terminate(b), "terminate B");
+    f.free_instance(a);
+    f.free_instance(b);
     fflush(stdout);
     return 0;
 }
