@@ -272,7 +272,8 @@ class ModelsSpec(_Strict):
         "models/trained); relative to the scenario file")
     valco2t_dir: Name | None = Field(
         default=None, description="folder of the four VALCO2T models (default: the "
-        "CO2TWIN_VALCO2T_DIR environment variable); relative to the scenario file")
+        "CO2TWIN_VALCO2T_DIR environment variable, else a shared/valco2t/models folder in or "
+        "above the working directory); relative to the scenario file")
     cell_voltage: ModelChoice | None = None
     fe_formate: ModelChoice | None = None
     outlet_co2_fraction: ModelChoice | None = None

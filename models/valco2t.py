@@ -100,9 +100,18 @@ def derived(voltage: Any, fe: Any, current_a: Any, catholyte_flow_ml_min: Any) -
 
 
 def default_dir() -> Path | None:
-    """The VALCO2T models folder named by ``CO2TWIN_VALCO2T_DIR``, if set."""
+    """The VALCO2T models folder: ``CO2TWIN_VALCO2T_DIR`` if set, else the first
+    ``shared/valco2t/models`` holding them in or above the working directory (the layout
+    the project's workspace and CI use: ``shared/`` beside the repository)."""
     value = os.environ.get(ENV_DIR)
-    return Path(value) if value else None
+    if value:
+        return Path(value)
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        candidate = folder / "shared" / "valco2t" / "models"
+        if (candidate / FILES["cell_voltage"]).is_file():
+            return candidate
+    return None
 
 
 def input_statistics(network: Any) -> dict[str, tuple[float, float]]:

@@ -14,6 +14,7 @@ import pytest
 
 from components.plant import build_plant
 from cosim import Component, Parameter, Port, Simulation
+from models.valco2t import default_dir
 
 
 class Traced(Component):
@@ -143,7 +144,8 @@ def plant() -> Callable[..., Simulation]:
 
 
 #: the VALCO2T twin's four Keras models; CI has them beside the repository, never inside it
-VALCO2T_MODELS = Path(__file__).resolve().parents[2] / "shared" / "valco2t" / "models"
+#: (found as the twin finds them: CO2TWIN_VALCO2T_DIR, else shared/valco2t/models above)
+VALCO2T_MODELS = default_dir() or Path(__file__).resolve().parents[2] / "shared" / "valco2t" / "models"
 
 
 @pytest.fixture(scope="session")
@@ -152,7 +154,8 @@ def valco2t_models() -> Path:
     missing = [n for n in ("DNN_V_model", "DNN_CH2_model", "DNN_CCO2_model", "DNN_pH_model")
                if not (VALCO2T_MODELS / f"{n}.keras").is_file()]
     assert not missing, (f"VALCO2T models {', '.join(missing)} not found in {VALCO2T_MODELS}; "
-                         "tests need ../shared/valco2t beside the repository")
+                         "tests need ../shared/valco2t beside the repository, or "
+                         "CO2TWIN_VALCO2T_DIR naming its models folder")
     return VALCO2T_MODELS
 
 

@@ -15,7 +15,7 @@ from models.check import Finding, check_model, model_target, self_inputs
 #: Keras's own save() trips a NumPy 2 deprecation inside TensorFlow
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-VALCO2T = Path(__file__).resolve().parents[2] / "shared" / "valco2t" / "models"
+from conftest import VALCO2T_MODELS as VALCO2T  # noqa: E402
 needs_valco2t = pytest.mark.usefixtures("valco2t_models")
 
 

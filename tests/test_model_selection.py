@@ -246,8 +246,10 @@ def test_a_schema_error_in_models_is_the_only_problem(odd_dir, tmp_path, monkeyp
 
 
 def test_valco2t_needs_its_folder(odd_dir, monkeypatch):
-    """valco2t without models.valco2t_dir (or CO2TWIN_VALCO2T_DIR) says where to name the folder."""
+    """valco2t without models.valco2t_dir (or CO2TWIN_VALCO2T_DIR, or a shared/valco2t/models
+    folder above the working directory) says where to name the folder."""
     monkeypatch.delenv("CO2TWIN_VALCO2T_DIR", raising=False)
+    monkeypatch.chdir(odd_dir)
     (problem,) = problems_of({"default": "physics", "fe_formate": "valco2t"}, odd_dir)
     assert problem.startswith("models.fe_formate: valco2t models for fe_formate: say where they are")
     assert "models.valco2t_dir" in problem and "CO2TWIN_VALCO2T_DIR" in problem

@@ -23,7 +23,7 @@ from cosim.errors import ModelError
 from models.runtime import SUPPORTED_ACTIVATIONS, load_keras
 
 REPO = Path(__file__).resolve().parents[1]
-VALCO2T = Path(__file__).resolve().parents[2] / "shared" / "valco2t" / "models"
+from conftest import VALCO2T_MODELS as VALCO2T  # noqa: E402
 VALCO2T_NAMES = ("DNN_V_model", "DNN_CH2_model", "DNN_CCO2_model", "DNN_pH_model")
 V_MODEL = VALCO2T / "DNN_V_model.keras"
 needs_valco2t = pytest.mark.usefixtures("valco2t_models")
