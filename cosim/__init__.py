@@ -1,11 +1,9 @@
-"""co2twin's co-simulation engine: components, connections, master algorithm, recorder.
+"""A co-simulation engine: components, ports, connections, master algorithm, recorder.
 
-``load_scenario``, ``run`` and ``Scenario`` are loaded on first use, because
-scenarios know the plant (``components``), which itself builds on this package.
+It knows no plant, no model and no FMU: co2twin's plant (``components``) and its
+application (``co2twin``) build on it, and another twin could too.
 """
 from __future__ import annotations
-
-from typing import Any
 
 from .component import Component
 from .errors import (
@@ -26,17 +24,7 @@ from .simulation import Simulation
 __all__ = [
     "Component", "Connection", "Constant", "CosimError", "Event", "FMUError", "Graph",
     "ModelError", "Parameter", "Port", "Profile", "Ramp", "RampInput", "Recorder",
-    "Scenario", "ScenarioError", "SensorFault", "SetInput", "SetParameter", "Shifted",
+    "ScenarioError", "SensorFault", "SetInput", "SetParameter", "Shifted",
     "Simulation", "SimulationError", "Steps", "SwitchProfile", "Table", "WiringError",
-    "build", "load_scenario", "read_results", "run", "write_results",
+    "read_results", "write_results",
 ]
-
-_LAZY = {"Scenario", "load_scenario", "run", "build"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from . import scenario
-
-        return getattr(scenario, name)
-    raise AttributeError(f"module 'cosim' has no attribute {name!r}")

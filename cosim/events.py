@@ -10,12 +10,29 @@ about the physics.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from .profiles import Constant, Profile, Ramp, Shifted
 
-if TYPE_CHECKING:
-    from .simulation import Simulation
+
+class Simulation(Protocol):
+    """What an event may do to the simulation it is applied to (a :class:`cosim.Simulation`).
+
+    A protocol rather than an import, so that ``simulation`` (which applies events)
+    and ``events`` do not import each other.
+    """
+
+    @property
+    def time(self) -> float: ...
+
+    def get(self, signal: str) -> Any: ...
+
+    def drive(self, signal: str, profile: Profile) -> None: ...
+
+    def set_parameter(self, target: str, value: float) -> float: ...
+
+    def sensor_fault(self, signal: str, mode: str, *, rate: float = 0.0, offset: float = 0.0,
+                     std: float = 0.0) -> None: ...
 
 __all__ = [
     "Event",

@@ -3,7 +3,7 @@
 ``build_fmu(scenario, output)``:
 
 1. stages the slave (``fmu/slave.py`` behind a small bootstrap module), our
-   packages (cosim, components, models with the trained ``.keras`` models and
+   packages (co2twin, cosim, components, models with the trained ``.keras`` models and
    cards, fmu), the scenario and a record of the build interpreter
    (``co2twin_build.json``: executable, libpython, PYTHONHOME, site-packages);
 2. builds with :class:`pythonfmu.FmuBuilder`;
@@ -35,7 +35,7 @@ from cosim.errors import FMUError
 __all__ = ["DEFAULT_SCENARIO", "MODEL_IDENTIFIER", "build_fmu", "build_info"]
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("cosim", "components", "models", "fmu")
+PACKAGES = ("co2twin", "cosim", "components", "models", "fmu")
 MODEL_IDENTIFIER = "Co2Twin"
 #: the scenario an FMU is built from without --scenario (ships inside the package)
 DEFAULT_SCENARIO = Path(__file__).resolve().parent / "default_scenario.yaml"
@@ -85,7 +85,7 @@ def build_fmu(scenario: str | Path | None = None, output: str | Path = "co2twin.
     """Build the FMU of ``scenario`` (default: :data:`DEFAULT_SCENARIO`) at ``output``."""
     from pythonfmu import FmuBuilder
 
-    from cosim.scenario import load_scenario
+    from co2twin.scenario import load_scenario
 
     scenario_path = Path(scenario) if scenario is not None else DEFAULT_SCENARIO
     output = Path(output)

@@ -1,6 +1,6 @@
 """The whole co2twin plant as a PythonFMU co-simulation slave (FMI 2.0).
 
-The slave wraps :func:`cosim.scenario.build` of the scenario packed in the FMU's
+The slave wraps :func:`co2twin.scenario.build` of the scenario packed in the FMU's
 resources (``scenario.yaml``). One ``doStep(t, h)`` advances the simulation
 from ``t`` to ``t + h`` with :meth:`cosim.Simulation.advance_to`, i.e. as many
 internal steps as ``h`` spans (``h`` must be a multiple of the internal step).
@@ -72,7 +72,7 @@ class FmuVariable:
 
 def _load_scenario(resources: str | None) -> Any:
     """The packed scenario, or the package's default one when run from a source tree."""
-    from cosim.scenario import load_scenario
+    from co2twin.scenario import load_scenario
 
     candidates = []
     if resources:
@@ -87,7 +87,7 @@ def _load_scenario(resources: str | None) -> Any:
 def variables(scenario: Any) -> list[FmuVariable]:
     """Every FMU variable with unit and description, in value-reference order."""
     from components.plant import INPUTS
-    from cosim.scenario import build
+    from co2twin.scenario import build
 
     sim = build(scenario)
     out = [FmuVariable(n, "input", sim.unit(INPUTS[n]), sim.port(INPUTS[n]).description)
@@ -179,7 +179,7 @@ class Co2Twin(Fmi2Slave):
 
         ``inputs``: inputs held constant from the start instead of the scenario's.
         """
-        from cosim.scenario import build
+        from co2twin.scenario import build
 
         sc = self._scenario
         plant = {k: dict(v) for k, v in sc.plant.items()}

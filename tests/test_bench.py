@@ -11,7 +11,7 @@ import pytest
 def test_bench_json_has_the_stable_keys():
     """`co2twin bench --json` prints one JSON object with positive engine/plant/24 h/surrogate figures."""
     done = subprocess.run(
-        [sys.executable, "-m", "cosim.cli", "bench", "--json", "--steps", "2000"],
+        [sys.executable, "-m", "co2twin.cli", "bench", "--json", "--steps", "2000"],
         capture_output=True, text=True, check=True, timeout=300,
     )
     figures = json.loads(done.stdout)
@@ -39,7 +39,7 @@ def test_bench_json_has_the_stable_keys():
 
 def test_fmu_figures_are_null_without_pythonfmu(monkeypatch):
     """Without PythonFMU the FMU keys exist, are None, and a note says why."""
-    from cosim.bench import FMU_KEYS, fmu_speed
+    from co2twin.bench import FMU_KEYS, fmu_speed
 
     monkeypatch.setitem(sys.modules, "pythonfmu", None)  # import raises ImportError
     figures = fmu_speed(steps=10, repeat=1)

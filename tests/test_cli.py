@@ -15,7 +15,7 @@ import yaml
 
 from cosim.recorder import read_results
 
-CLI = [sys.executable, "-m", "cosim.cli"]
+CLI = [sys.executable, "-m", "co2twin.cli"]
 SCENARIOS = sorted((Path(__file__).parents[1] / "scenarios").glob("*.yaml"))
 SMALL = "name: small\nduration: 60\nstep: 1\ninputs:\n  current: 5\n"
 ENV = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "COLUMNS")}
@@ -265,7 +265,7 @@ def test_failed_plot_leaves_no_results_file(tmp_path):
 
 def test_json_report_never_contains_nan_or_infinity():
     """Non-finite KPI or balance values become null, so --json output stays strict JSON."""
-    from cosim.console import json_safe as _json_safe
+    from co2twin.cli.console import json_safe as _json_safe
 
     report = _json_safe({"kpis": {"a": math.nan, "b": 1.5, "n": 10**400}, "balances": {"c": math.inf},
                          "list": [-math.inf, "x", True]})

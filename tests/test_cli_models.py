@@ -14,7 +14,7 @@ from models.plantlog import read_log
 from models.variables import VARIABLES
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "cosim.cli"]
+CLI = [sys.executable, "-m", "co2twin.cli"]
 ENV = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "COLUMNS")}
 ENV.update(NO_COLOR="1", TERM="dumb", COLUMNS="200")
 
@@ -115,9 +115,9 @@ def test_baseline_runs_on_committed_hybrids_without_tensorflow(tmp_path):
     """The README's first command's scenario uses the committed hybrid models and never imports TensorFlow."""
     code = (
         "import sys\n"
-        "from cosim.scenario import load_scenario, model_set_of, run\n"
+        "from co2twin.scenario import load_scenario, run\nfrom co2twin.surrogates import load_models\n"
         "sc = load_scenario('scenarios/baseline.yaml')\n"
-        "kinds = {v: s.kind for v, s in model_set_of(sc).surrogates.items()}\n"
+        "kinds = {v: s.kind for v, s in load_models(sc).surrogates.items()}\n"
         "frame = run(sc, progress=False)\n"
         "print(kinds)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))\n"

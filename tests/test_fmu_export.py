@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import pythonfmu  # noqa: E402,F401
 
-from cosim.scenario import load_scenario, run
+from co2twin.scenario import load_scenario, run
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = ROOT / "scenarios" / "baseline.yaml"
@@ -241,7 +241,7 @@ def test_cli_build_errors(tmp_path: Path) -> None:
     """(`co2twin fmu modelica` is tested in tests/test_fmu_openmodelica.py.)"""
     from typer.testing import CliRunner
 
-    from cosim.cli_fmu import fmu_app
+    from co2twin.cli.fmu import fmu_app
 
     result = CliRunner().invoke(fmu_app, ["build", "--scenario", str(tmp_path / "missing.yaml"),
                                           "-o", str(tmp_path / "x.fmu")])

@@ -15,7 +15,7 @@ import pythonfmu  # noqa: E402
 import yaml
 
 from cosim.errors import FMUError, ScenarioError
-from cosim.scenario import json_schema, load_scenario, run
+from co2twin.scenario import json_schema, load_scenario, run
 from fmu.slave import OUTPUT_SIGNALS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +112,7 @@ def test_pi_controller_through_the_cli(folder: Path) -> None:
     """``co2twin run`` runs a scenario with an FMU component and writes its signals."""
     path = write(folder, closed_loop())
     out = folder / "out.parquet"
-    command = [sys.executable, "-m", "cosim.cli", "run", str(path), "-o", str(out), "--no-progress"]
+    command = [sys.executable, "-m", "co2twin.cli", "run", str(path), "-o", str(out), "--no-progress"]
     done = subprocess.run(command, check=False, cwd=ROOT, capture_output=True, encoding="utf-8",
                           timeout=600)
     assert done.returncode == 0, done.stderr

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 import models.surrogate as surrogate_module
-from components.kpi import balances
+from co2twin.kpi import balances
 from cosim.errors import ModelError, ScenarioError
-from cosim.scenario import build, load_scenario, parse_scenario, run
+from co2twin.scenario import build, load_scenario, parse_scenario, run
 from models.runtime import load_keras
 from models.surrogate import EnvelopeWarning
 from models.variables import VARIABLES
@@ -327,7 +327,7 @@ def test_stop_through_the_cli_leaves_no_results_file(trained_dir, warned_ramp, t
 
     def cli(envelope: str, out: str) -> subprocess.CompletedProcess:
         (tmp_path / f"{envelope}.yaml").write_text(ramp_yaml.replace("ENVELOPE", envelope), encoding="utf-8")
-        return subprocess.run([sys.executable, "-m", "cosim.cli", "run", f"{envelope}.yaml", "-o", out],
+        return subprocess.run([sys.executable, "-m", "co2twin.cli", "run", f"{envelope}.yaml", "-o", out],
                               cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
 
     stopped = cli("stop", "out.parquet")

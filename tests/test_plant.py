@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.kpi import balances, kpis
+from co2twin.kpi import balances, kpis
 from components.plant import LIMITS, build_plant
 from components.reactor import Reactor
 from cosim import SetInput, SetParameter, Simulation, Steps

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from cosim.errors import ScenarioError
-from cosim.scenario import load_scenario, parse_scenario, run
+from co2twin.scenario import load_scenario, parse_scenario, run
 
 HEAD = "name: t\nduration: 60\nstep: 1\n"
 BASE = {"name": "t", "duration": 60, "step": 1}

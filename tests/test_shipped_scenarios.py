@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from components.kpi import balances, kpis
-from cosim import load_scenario, read_results, run, write_results
+from co2twin.kpi import balances, kpis
+from co2twin import load_scenario, run
+from cosim import read_results, write_results
 
 SCENARIOS = sorted((Path(__file__).parents[1] / "scenarios").glob("*.yaml"))
 

@@ -465,7 +465,7 @@ def test_variants_give_flag_arrays():
 RUN_WITHOUT_TF = """
 import json, sys, warnings
 warnings.simplefilter("ignore")
-from cosim.scenario import build, parse_scenario, run
+from co2twin.scenario import build, parse_scenario, run
 from models.variables import VARIABLES
 sc = parse_scenario({"name": "no-tf", "duration": 30, "step": 1, "inputs": {"current": 5.0},
                      "models": {"default": "hybrid", "directory": sys.argv[1]}})

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from components.kpi import balances
-from cosim.scenario import build, load_scenario, run
+from co2twin.kpi import balances
+from co2twin.scenario import build, load_scenario, run
 from models import valco2t
 from models.variables import VARIABLES
 
@@ -184,7 +184,7 @@ def test_shipped_scenario_runs_on_the_valco2t_models(valco2t_dir, keras_models):
 
 # -- co2twin models check -------------------------------------------------------------------
 def models_check(*paths: Path, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cosim.cli", "models", "check", *map(str, paths)],
+    return subprocess.run([sys.executable, "-m", "co2twin.cli", "models", "check", *map(str, paths)],
                           cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
 
 

@@ -15,11 +15,9 @@ import yaml
 from pydantic import ValidationError
 
 from components.plant import FAULTS, LIMITS, build_plant, resolve_input
-from models.selection import model_set
-from models.surrogate import ModelSet
 
-from .errors import FMUError, ModelError, ScenarioError, SimulationError, WiringError
-from .events import (
+from cosim.errors import FMUError, ScenarioError, SimulationError, WiringError
+from cosim.events import (
     Event,
     RampInput,
     SensorFault,
@@ -27,9 +25,10 @@ from .events import (
     SetParameter,
     SwitchProfile,
 )
-from .graph import Connection
-from .profiles import Constant, Profile, Ramp, Steps, Table
+from cosim.graph import Connection
+from cosim.profiles import Constant, Profile, Ramp, Steps, Table
 from .scenario_checks import Semantics, read_csv_profile
+from .surrogates import models_for_build
 from .scenario_schema import (
     NOT_IN_FILES,
     PLANT_TAGS,
@@ -43,9 +42,9 @@ from .scenario_schema import (
     SetEvent,
     SupplyDropEvent,
 )
-from .simulation import Simulation
+from cosim.simulation import Simulation
 
-__all__ = ["Scenario", "load_scenario", "parse_scenario", "build", "run", "json_schema"]
+__all__ = ["Scenario", "build", "json_schema", "load_scenario", "parse_scenario", "run", "validate"]
 
 MAX_FILE_BYTES = 5_000_000
 MAX_YAML_NODES = 200_000
@@ -393,7 +392,7 @@ def build(scenario: Scenario) -> Simulation:
     connections: list[Connection] = []
     try:
         if scenario.has_plant:
-            components, connections = build_plant(scenario.plant, models=model_set_of(scenario))
+            components, connections = build_plant(scenario.plant, models=models_for_build(scenario))
         components.update(_components(scenario))
         connections += [Connection(c.source, c.target, delayed=c.delayed)
                         for c in scenario.connections]
@@ -438,28 +437,6 @@ def _close(components: Any) -> None:
             close()
 
 
-def model_set_of(scenario: Scenario) -> ModelSet:
-    """The reactor's surrogates as the scenario's ``models:`` section chooses them."""
-    m = scenario.models
-    try:
-        return model_set(m.choices(), default=m.default, envelope=m.envelope,
-                         directory=m.directory, valco2t_dir=m.valco2t_dir,
-                         base_dir=scenario.base_dir)
-    except ModelError as exc:
-        raise ScenarioError(_model_problems(exc), scenario.source) from None
-
-
-def _model_problems(exc: ModelError) -> list[str]:
-    """One problem per variable: ``models.<variable>: ...`` with continuation lines kept."""
-    problems: list[str] = []
-    for line in str(exc).splitlines():
-        if line.startswith("  ") and problems:
-            problems[-1] += "\n" + line
-        else:
-            problems.append(f"models.{line}")
-    return problems
-
-
 def run(scenario: Scenario | str | Path, *, progress: bool | None = None) -> Any:
     """Run a scenario (object or file) and return its results as a DataFrame."""
     if not isinstance(scenario, Scenario):
@@ -501,3 +478,14 @@ def json_schema() -> dict[str, Any]:
     schema["title"] = "co2twin scenario"
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
+
+
+def validate(scenario: str | Path | Mapping[str, Any]) -> Scenario:
+    """Check a scenario file (path) or already-parsed mapping without running it.
+
+    Returns the validated :class:`Scenario`; raises one :class:`ScenarioError`
+    that lists every problem found.
+    """
+    if isinstance(scenario, Mapping):
+        return parse_scenario(scenario)
+    return load_scenario(scenario)

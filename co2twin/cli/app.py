@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table as RichTable
 
 from .console import err, fail, json_safe, os_error, out
-from .errors import CosimError
+from cosim.errors import CosimError
 
 app = typer.Typer(
     add_completion=False,
@@ -33,15 +33,15 @@ def run_command(
         None, "--progress/--no-progress", help="progress bar (default: on a terminal only)"),
 ) -> None:
     """Run a scenario, write its results, print KPIs (and optionally plot)."""
-    from components.kpi import KPI_UNITS, balances, kpis
+    from co2twin.kpi import KPI_UNITS, balances, kpis
     from components.plant import KEY_SIGNALS
     from models.surrogate import EnvelopeWarning
 
-    from .cli_models import envelope_summary
-    from .plot import plot_signals
-    from .recorder import write_results
-    from .scenario import load_scenario, operating_limits
-    from .scenario import run as run_scenario
+    from .models import envelope_summary
+    from co2twin.plot import plot_signals
+    from cosim.recorder import write_results
+    from co2twin.scenario import load_scenario, operating_limits
+    from co2twin.scenario import run as run_scenario
 
     try:
         sc = load_scenario(scenario)
@@ -113,7 +113,7 @@ def validate_command(
     scenarios: list[Path] = typer.Argument(..., help="scenario YAML file(s)"),
 ) -> None:
     """Check scenario files without running them; exit 1 if any is invalid."""
-    from .scenario import load_scenario
+    from co2twin.scenario import load_scenario
 
     failed = False
     for path in scenarios:
@@ -134,7 +134,7 @@ def schema_command(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="write to a file"),
 ) -> None:
     """Print the JSON Schema of scenario files (for editor completion)."""
-    from .scenario import json_schema
+    from co2twin.scenario import json_schema
 
     text = json.dumps(json_schema(), indent=2)
     if output is None:
@@ -169,7 +169,7 @@ def bench_command(
     steps: int = typer.Option(20_000, help="steps per timed run", min=100),
 ) -> None:
     """Measure engine and plant speed side by side, and the 24 h scenario's wall time."""
-    from .bench import measure
+    from co2twin.bench import measure
 
     figures = measure(steps=steps)
     if as_json:
@@ -184,8 +184,8 @@ def bench_command(
 
 
 def _register_model_commands() -> None:
-    from .cli_fmu import fmu_app
-    from .cli_models import data_app, models_app, train_command
+    from .fmu import fmu_app
+    from .models import data_app, models_app, train_command
 
     app.add_typer(fmu_app, name="fmu")
     app.add_typer(data_app, name="data")
@@ -204,6 +204,3 @@ def main(argv: Optional[list[str]] = None) -> Any:
         err.print("interrupted")
         sys.exit(130)
 
-
-if __name__ == "__main__":
-    main()

@@ -6,8 +6,8 @@ from typing import Sequence
 
 import pandas as pd
 
-from .atomic import atomic_path
-from .errors import SimulationError
+from cosim.atomic import atomic_path
+from cosim.errors import SimulationError
 
 __all__ = ["plot_signals"]
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from models.electrochemistry import F, M_HCOO, M_HCOOH, Z_FORMATE, Z_H2
 
-from .plant import LIMITS
+from components.plant import LIMITS
 
 __all__ = ["kpis", "balances", "KPI_UNITS"]
 

@@ -1,7 +1,7 @@
 """The scenario file's schema: what each key means, its type and its bounds.
 
-Pydantic models only; checks that need the plant live in :mod:`cosim.scenario_checks`,
-loading and building in :mod:`cosim.scenario`.
+Pydantic models only; checks that need the plant live in :mod:`co2twin.scenario_checks`,
+loading and building in :mod:`co2twin.scenario`.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Union
 
 from pydantic import (
+    PrivateAttr,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -373,6 +374,8 @@ class Scenario(_Strict):
     #: directory that relative CSV paths are read from (not part of the file)
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: str = Field(default="<scenario>", exclude=True)
+    #: the surrogates validation loaded, for the first build to take (co2twin.surrogates)
+    _loaded_models: list[Any] = PrivateAttr(default_factory=list)
 
     @property
     def has_plant(self) -> bool:

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table as RichTable
 
 from .console import err, fail, json_safe, os_error, out
-from .errors import CosimError
+from cosim.errors import CosimError
 
 data_app = typer.Typer(no_args_is_help=True, help="Plant logs: generate a test campaign.")
 models_app = typer.Typer(no_args_is_help=True, help="Surrogate models: fidelity report, checks.")
@@ -220,11 +220,12 @@ def show_command(
     scenario: Path = typer.Argument(..., help="scenario YAML file"),
 ) -> None:
     """Which model estimates each variable in a scenario, with its inputs and envelope."""
-    from .scenario import load_scenario, model_set_of
+    from co2twin.scenario import load_scenario
+    from co2twin.surrogates import load_models
 
     try:
         sc = load_scenario(scenario)
-        models = model_set_of(sc)
+        models = load_models(sc)
     except CosimError as exc:
         fail(exc)
     table = RichTable(title=escape(f"{sc.name}: models (envelope policy: {models.policy})"))

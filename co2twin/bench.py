@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .component import Component
-from .simulation import Simulation
+from cosim.component import Component
+from cosim.simulation import Simulation
 
 __all__ = ["measure", "noop_plant", "surrogate_speed", "fmu_speed", "BENCH_24H", "FMU_KEYS"]
 

@@ -13,10 +13,11 @@ from typing import Any
 
 from components.plant import INPUTS, STAGES, build_plant, resolve_input
 
-from .errors import FMUError, ScenarioError, WiringError
-from .graph import Connection, Graph, check_connection, split_signal
-from .profiles import Table
-from .recorder import FORMATS
+from cosim.errors import FMUError, ScenarioError, WiringError
+from cosim.graph import Connection, Graph, check_connection, split_signal
+from cosim.profiles import Table
+from cosim.recorder import FORMATS
+from .surrogates import load_models
 from .scenario_schema import (
     MAX_RECORD_BYTES,
     MAX_STEPS,
@@ -187,12 +188,10 @@ class Semantics:
 
     def _models(self) -> None:
         """Every chosen model loads, its inputs are fed, its card agrees with its use."""
-        from .scenario import model_set_of
-
         if not self.s.has_plant:
             return
         try:
-            model_set_of(self.s)
+            load_models(self.s, keep=True)
         except ScenarioError as exc:
             self.problems += exc.problems
 

@@ -1,7 +1,7 @@
 """``co2twin fmu build|modelica``: the twin as an FMI 2.0 co-simulation FMU (PythonFMU),
 and the files to use it from OpenModelica / OMSimulator.
 
-Register with ``app.add_typer(fmu_app, name="fmu")`` in :mod:`cosim.cli`.
+Register with ``app.add_typer(fmu_app, name="fmu")`` in :mod:`co2twin.cli`.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from .console import fail, os_error, out
-from .errors import CosimError
+from cosim.errors import CosimError
 
 fmu_app = typer.Typer(no_args_is_help=True, help="FMI 2.0 co-simulation FMU of the twin.")
 
