@@ -7,7 +7,8 @@ from __future__ import annotations
 import platform
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from cosim.component import Component
 from cosim.simulation import Simulation

@@ -6,7 +6,8 @@ work on a fresh run or on a results file read back from disk.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd

@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, Union
+from typing import Annotated, Any, Literal
+from collections.abc import Mapping
 
 from pydantic import (
     PrivateAttr,
@@ -207,8 +208,7 @@ class SensorEvent(_EventBase):
 
 
 EventSpec = Annotated[
-    Union[SetEvent, RampEvent, ProfileEvent, ParameterEvent, PumpEvent, SupplyDropEvent,
-          PlainFaultEvent, SensorEvent],
+    SetEvent | RampEvent | ProfileEvent | ParameterEvent | PumpEvent | SupplyDropEvent | PlainFaultEvent | SensorEvent,
     Field(discriminator="type"),
 ]
 
@@ -258,7 +258,7 @@ def _model_file(value: Any) -> Any:
     return value
 
 
-ModelChoice = Annotated[Union[_KIND, ModelFileSpec], BeforeValidator(_model_file)]
+ModelChoice = Annotated[_KIND | ModelFileSpec, BeforeValidator(_model_file)]
 
 
 class ModelsSpec(_Strict):
@@ -338,8 +338,7 @@ def _plant_tag(value: Any) -> str:
 
 #: parameter overrides of the standard plant, or ``false`` for a scenario without it
 PlantSpec = Annotated[
-    Union[Annotated[Literal[False], Tag("off")],
-          Annotated[dict[Name, dict[Name, Finite]], Tag("overrides")]],
+    Annotated[Literal[False], Tag("off")] | Annotated[dict[Name, dict[Name, Finite]], Tag("overrides")],
     Discriminator(_plant_tag),
 ]
 #: the tags :data:`PlantSpec` puts in error locations (``plant.overrides.reactor``)

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from cosim import Component, Parameter, Port
 from models.electrochemistry import gas_mol_s

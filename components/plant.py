@@ -10,7 +10,8 @@
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
 
 from cosim import Component, Connection, SetParameter, WiringError
 

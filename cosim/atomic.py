@@ -10,7 +10,8 @@ import os
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 __all__ = ["temp_beside", "atomic_path", "write_frame"]
 

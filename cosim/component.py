@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import copy
 from types import SimpleNamespace
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
+from collections.abc import Mapping
 
 from .errors import WiringError
 from .ports import Parameter, Port

@@ -10,7 +10,8 @@ valid order and is rejected with the cycle spelled out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from .component import Component
 from .errors import WiringError

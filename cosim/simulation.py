@@ -24,7 +24,8 @@ import fnmatch
 import math
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import simpy
@@ -556,7 +557,7 @@ class Simulation:
     ) -> None:
         """Corrupt the reading of measured output ``signal`` from now on (``clear`` ends it)."""
         slot = self._require_measured(signal)
-        member = self._members[signal.split(".")[0]]
+        member = self._members[signal.split(".", maxsplit=1)[0]]
         true_slot = self._true_slot(signal)
         faults = member.faults.setdefault(slot, [])
         if mode == "clear":

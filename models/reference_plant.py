@@ -28,7 +28,8 @@ CO2 in = out + formate + carbonate, formate <= CO2 fed, pH from the OH- balance.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
+from collections.abc import Mapping
 
 import numpy as np
 

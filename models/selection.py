@@ -8,7 +8,8 @@ scenario names another), ``valco2t`` from the VALCO2T models folder.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from cosim.errors import ModelError
 

@@ -367,9 +367,9 @@ def assert_balanced(out: Mapping[str, Any], current: Any) -> None:
     assert (carbonate >= 0.0).all() and (co2_out >= 0.0).all() and (np.asarray(out["h2_rate"]) >= 0).all()
     charge = (formate * 2 + np.asarray(out["h2_rate"]) * 2) * 96485.33
     np.testing.assert_allclose(charge, current, rtol=1e-12)
-    assert 0.0 <= np.min(out["cell_voltage"]) and np.max(out["cell_voltage"]) <= 100.0
-    assert -2.0 <= np.min(out["anolyte_ph"]) and np.max(out["anolyte_ph"]) <= 16.0
-    assert 0.0 <= np.min(out["outlet_co2_fraction"]) and np.max(out["outlet_co2_fraction"]) <= 100.0
+    assert np.min(out["cell_voltage"]) >= 0.0 and np.max(out["cell_voltage"]) <= 100.0
+    assert np.min(out["anolyte_ph"]) >= -2.0 and np.max(out["anolyte_ph"]) <= 16.0
+    assert np.min(out["outlet_co2_fraction"]) >= 0.0 and np.max(out["outlet_co2_fraction"]) <= 100.0
 
 
 def test_sane_estimates_pass_through_unbounded():

@@ -5,7 +5,7 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -24,12 +24,12 @@ app = typer.Typer(
 @app.command("run")
 def run_command(
     scenario: Path = typer.Argument(..., help="scenario YAML file"),
-    output: Optional[Path] = typer.Option(
+    output: Path | None = typer.Option(
         None, "-o", "--output", help="results file (.parquet or .csv); default: the scenario's "
         "output.file, else results/<name>.parquet"),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="save a PNG of the key signals"),
+    plot: Path | None = typer.Option(None, "--plot", help="save a PNG of the key signals"),
     as_json: bool = typer.Option(False, "--json", help="print KPIs and balances as JSON"),
-    progress: Optional[bool] = typer.Option(
+    progress: bool | None = typer.Option(
         None, "--progress/--no-progress", help="progress bar (default: on a terminal only)"),
 ) -> None:
     """Run a scenario, write its results, print KPIs (and optionally plot)."""
@@ -131,7 +131,7 @@ def validate_command(
 
 @app.command("schema")
 def schema_command(
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="write to a file"),
+    output: Path | None = typer.Option(None, "-o", "--output", help="write to a file"),
 ) -> None:
     """Print the JSON Schema of scenario files (for editor completion)."""
     from co2twin.scenario import json_schema
@@ -196,7 +196,7 @@ def _register_model_commands() -> None:
 _register_model_commands()
 
 
-def main(argv: Optional[list[str]] = None) -> Any:
+def main(argv: list[str] | None = None) -> Any:
     """Entry point of the ``co2twin`` console script."""
     try:
         return app(args=argv, prog_name="co2twin", standalone_mode=True)

@@ -6,7 +6,6 @@ Register with ``app.add_typer(fmu_app, name="fmu")`` in :mod:`co2twin.cli`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,7 +17,7 @@ fmu_app = typer.Typer(no_args_is_help=True, help="FMI 2.0 co-simulation FMU of t
 
 @fmu_app.command("build")
 def build_command(
-    scenario: Optional[Path] = typer.Option(
+    scenario: Path | None = typer.Option(
         None, "--scenario", "-s", help="scenario packed in the FMU (default: the nominal point, fmu/default_scenario.yaml)"),
     output: Path = typer.Option(Path("co2twin.fmu"), "-o", "--output", help="FMU file to write"),
     loader: bool = typer.Option(True, "--loader/--no-loader",

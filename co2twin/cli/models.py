@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -37,7 +37,7 @@ def generate_command(
     output: Path = typer.Option(Path("data/plant_log.parquet"), "-o", "--output",
                                 help="plant log file (.parquet or .csv)"),
     seed: int = typer.Option(0, help="seed of the design of experiments and the sensor noise"),
-    points: Optional[int] = typer.Option(None, "--points", min=2,
+    points: int | None = typer.Option(None, "--points", min=2,
                                          help="design-of-experiments points (default: the full campaign)"),
     spanish: bool = typer.Option(False, "--spanish", help="write the VALCO2T twin's Spanish column names"),
 ) -> None:
@@ -60,14 +60,14 @@ def generate_command(
 
 
 def train_command(
-    data: Optional[Path] = typer.Option(None, "--data", help="plant log to train on (CSV/Parquet, "
+    data: Path | None = typer.Option(None, "--data", help="plant log to train on (CSV/Parquet, "
                                         "English or Spanish columns); default: the reference campaign"),
-    variables: Optional[list[str]] = typer.Option(None, "--variables", "--variable",
+    variables: list[str] | None = typer.Option(None, "--variables", "--variable",
                                                   help="variable(s) to train (default: all)"),
-    kinds: Optional[list[str]] = typer.Option(None, "--kind", help="nn and/or hybrid (default: both)"),
+    kinds: list[str] | None = typer.Option(None, "--kind", help="nn and/or hybrid (default: both)"),
     out_dir: Path = typer.Option(None, "--out", help="folder for the models and cards "
                                  "(default: the committed models/trained)"),
-    epochs: Optional[int] = typer.Option(None, min=1, help="most epochs per model (early stopping ends sooner)"),
+    epochs: int | None = typer.Option(None, min=1, help="most epochs per model (early stopping ends sooner)"),
     seed: int = typer.Option(0, help="seed of splits, initial weights and shuffling"),
 ) -> None:
     """Train nn and hybrid surrogates with Keras and save them with their model cards."""
@@ -122,10 +122,10 @@ def _fmt(value: Any) -> str:
 
 @models_app.command("report")
 def report_command(
-    data: Optional[Path] = typer.Option(None, "--data", help="plant log to score on (default: the "
+    data: Path | None = typer.Option(None, "--data", help="plant log to score on (default: the "
                                         "reference campaign the committed models were trained on)"),
-    models_dir: Optional[Path] = typer.Option(None, "--dir", help="models folder (default: models/trained)"),
-    plots: Optional[Path] = typer.Option(Path("results/parity"), "--plots",
+    models_dir: Path | None = typer.Option(None, "--dir", help="models folder (default: models/trained)"),
+    plots: Path | None = typer.Option(Path("results/parity"), "--plots",
                                          help="folder for the parity plots (PNG)"),
     no_plots: bool = typer.Option(False, "--no-plots", help="skip the parity plots"),
     as_json: bool = typer.Option(False, "--json", help="print {variable: {split: {kind: metrics}}}"),
