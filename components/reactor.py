@@ -122,6 +122,20 @@ class Reactor(Component):
         self._co2_fed = 0.0
         self._heat = 0.0
 
+    def get_state(self) -> dict[str, Any]:
+        """The dynamic state and parameters, and the surrogates' state (which have warned)."""
+        state = super().get_state()
+        if self.models is not None:
+            state["__models__"] = self.models.get_state()
+        return state
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`get_state` returned; after a rollback to before an envelope
+        warning, that warning is given again."""
+        super().set_state(state)
+        if self.models is not None:
+            self.models.set_state(state["__models__"])
+
     def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
         c = self._cell
         current = inputs["current"]
@@ -161,7 +175,7 @@ class Reactor(Component):
         bounded: Any = current * 0.0
         if self.models is not None:
             voltage, ph, formate, h2, co2_out, carbonate, fe, bounded, flags = self._estimate(
-                t + dt, inputs, voltage, ph, fe, co2_in, n2, co2_out, xp)
+                self.models, t + dt, inputs, voltage, ph, fe, co2_in, n2, co2_out, xp)
         outlet = co2_out + n2 + h2
         power = voltage * current
         self._heat = xp.maximum(voltage - c.e_thermoneutral, 0.0) * current
@@ -206,13 +220,14 @@ class Reactor(Component):
             out[f"{v}_outside_envelope"] = flags.get(v, bounded * 0.0)
         return out
 
-    def _estimate(self, t: float, inputs: Mapping[str, Any], voltage: Any, ph: Any, fe: Any,
-                  co2_in: Any, n2: Any, co2_out: Any, xp: Any) -> tuple[Any, ...]:
+    def _estimate(self, m: ModelSet, t: float, inputs: Mapping[str, Any], voltage: Any, ph: Any,
+                  fe: Any, co2_in: Any, n2: Any, co2_out: Any, xp: Any) -> tuple[Any, ...]:
         """Surrogate estimates of the four variables, bounded so the balances close.
 
+        ``m`` is ``self.models``, passed in once the caller has seen it is set.
         Returns ``voltage, ph, formate, h2, co2_out, carbonate, fe, bounded, flags``.
         """
-        m, c = self.models, self._cell
+        c = self._cell
         current = inputs["current"]
         signals = {
             "current": current,

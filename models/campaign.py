@@ -13,7 +13,7 @@ order on ONE catalyst, new at the start, so ``charge_passed`` and
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,10 @@ from models import electrochemistry as ec
 from models.plantlog import OUTPUTS, validate_log
 from models.reference_plant import INPUTS, ReferencePlant
 
-__all__ = ["DEFAULT_POINTS", "ANOLYTE_EXCESS", "ENVELOPE", "LOG_SCALE", "GAP_S", "Batch", "latin_hypercube", "plan", "generate"]
+__all__ = [
+    "DEFAULT_POINTS", "ANOLYTE_EXCESS", "ENVELOPE", "LOG_SCALE", "GAP_S", "Batch", "latin_hypercube", "plan",
+    "generate",
+]
 
 #: operating envelope of the DoE: name -> (low, high); current_density also takes 0 (rest)
 ENVELOPE: dict[str, tuple[float, float]] = {
@@ -102,6 +105,10 @@ def _keep_anolyte_alkaline(design: dict[str, np.ndarray], area_cm2: float) -> No
                                       design["anolyte_conc"])
 
 
+def _identity(v: Any) -> Any:
+    return v
+
+
 def _stepped(base: dict[str, np.ndarray], kinds: np.ndarray, size: np.ndarray) -> dict[str, np.ndarray]:
     """Values after the step: ``size`` of the (log) range away, reflected to stay inside."""
     after = {k: v.copy() for k, v in base.items()}
@@ -109,7 +116,7 @@ def _stepped(base: dict[str, np.ndarray], kinds: np.ndarray, size: np.ndarray) -
         sel = kinds == kind
         lo, hi = ENVELOPE[name]
         log = name in LOG_SCALE
-        f = (lambda v: np.log(v)) if log else (lambda v: v)
+        f = np.log if log else _identity
         a, b = f(lo), f(hi)
         pos = (f(base[name][sel]) - a) / (b - a) + size[sel]
         pos = np.where(pos > 1.0, pos - 2.0 * size[sel], pos)
@@ -191,8 +198,8 @@ def plan(
     out, offset = [], 0
     for sched, settled, label in batches:
         ids = slice(offset, offset + len(settled))
-        sched = {**sched, "initial_charge_Ah": charge0[ids], "initial_hours": hours0[ids]}
-        out.append(Batch(sched, settled, label, position[ids] + 1, start[ids]))
+        aged = {**sched, "initial_charge_Ah": charge0[ids], "initial_hours": hours0[ids]}
+        out.append(Batch(aged, settled, label, position[ids] + 1, start[ids]))
         offset += len(settled)
     return out
 

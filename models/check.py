@@ -89,13 +89,18 @@ def operating_point(net: Network, card: dict[str, Any] | None = None) -> tuple[n
     center[known], spread[known] = net.input_center[known], net.input_scale[known]
     ranges = {i.get("name"): i for i in _card_inputs(card)}
     col = 0
-    for name, size in zip(net.input_names, net.input_sizes):
+    for name, size in zip(net.input_names, net.input_sizes, strict=True):
         spec = ranges.get(name)
         if size == 1 and spec is not None and isinstance(spec.get("min"), (int, float)) \
                 and isinstance(spec.get("max"), (int, float)) and spec["max"] > spec["min"]:
             center[col], spread[col] = (spec["min"] + spec["max"]) / 2, (spec["max"] - spec["min"]) / 2
         col += size
     return center, spread
+
+
+def _sized(names: tuple[str, ...], sizes: tuple[int, ...]) -> str:
+    """``a, b[3]``: the names, each wider than one column with its width."""
+    return ", ".join(n if s == 1 else f"{n}[{s}]" for n, s in zip(names, sizes, strict=True))
 
 
 def check_model(path: str | Path) -> list[Finding]:
@@ -111,8 +116,8 @@ def check_model(path: str | Path) -> list[Finding]:
         return [Finding("error", str(exc))]
     card, card_problem = _card(path)
     findings = [Finding("error", card_problem)] if card_problem else []
-    columns = ", ".join(n if s == 1 else f"{n}[{s}]" for n, s in zip(net.input_names, net.input_sizes))
-    outputs = ", ".join(n if s == 1 else f"{n}[{s}]" for n, s in zip(net.output_names, net.output_sizes))
+    columns = _sized(net.input_names, net.input_sizes)
+    outputs = _sized(net.output_names, net.output_sizes)
     findings.append(Finding("info", f"{path}: inputs {columns}; outputs {outputs}"))
     if card is not None:
         listed = [i.get("name") for i in _card_inputs(card)]

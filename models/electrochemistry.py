@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -109,7 +109,8 @@ class CellParameters:
     @classmethod
     def described(cls) -> list[tuple[str, float, str, str]]:
         """``(name, default, unit, description)`` for every field."""
-        return [(f.name, f.default, f.metadata["unit"], f.metadata["doc"]) for f in fields(cls)]
+        # every field is made by _field, with a float default
+        return [(f.name, cast(float, f.default), f.metadata["unit"], f.metadata["doc"]) for f in fields(cls)]
 
 
 def gas_mol_s(flow_ml_min: Any) -> Any:

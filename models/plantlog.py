@@ -196,59 +196,103 @@ def validate_log(
     data, names, language = _to_english(frame.reset_index(drop=True), problems)
     if problems:
         raise DataError(problems, source)
-    for e, s in names.items():
-        expected = _SPANISH_UNITS.get(s, COLUMNS[e].unit)
-        if units and s in units and units[s] != expected:
-            problems.append(f"column {s!r}: recorded unit {units[s]!r}, expected {expected!r}")
+    problems += _unit_problems(names, units)
     label = {e: (f"{s!r}" if s == e else f"{s!r} ({e})") for e, s in names.items()}
     ok = np.ones(len(data), dtype=bool)
     for col in (c for c in COLUMNS if c in data and c != "phase"):
-        name = label.get(col, repr(col))
-        raw = data[col]
-        values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
-        values = values * SPANISH.get(names.get(col, col), ("", 1.0))[1]
-        bad_text = np.isnan(values) & raw.notna().to_numpy()
-        if bad_text.any():
-            problems.append(f"column {name}: not a number at {_rows(bad_text)}")
-        nonfinite = ~np.isfinite(values) & ~bad_text
-        if nonfinite.any():
-            problems.append(f"column {name}: missing or not finite (NaN/inf) at {_rows(nonfinite)}")
-        lo, hi = BOUNDS[col]
-        with np.errstate(invalid="ignore"):
-            out = np.isfinite(values) & ((values < lo) | (values > hi))
-        if out.any():
-            problems.append(f"column {name}: outside the physical range [{lo:g}, {hi:g}] "
-                            f"{COLUMNS[col].unit} at {_rows(out)}")
+        values, found = _numbers(data[col], col, label.get(col, repr(col)),
+                                 SPANISH.get(names.get(col, col), ("", 1.0))[1])
+        problems += found
         ok &= np.isfinite(values)
         data[col] = values
-    if "current_density" not in data and {"current", "area_cm2"} <= set(data):
-        data["current_density"] = data["current"] * 1000.0 / data["area_cm2"]
-    elif "current" not in data and {"current_density", "area_cm2"} <= set(data):
-        data["current"] = data["current_density"] * data["area_cm2"] / 1000.0
+    _derive_current(data)
     missing = [c for c in required if c not in data]
     if missing:
         problems.append(f"missing required column(s) {missing}")
     exp = data["experiment"].to_numpy(dtype=float) if "experiment" in data else np.zeros(len(data))
-    fractional = np.isfinite(exp) & (exp != np.round(exp))
-    if fractional.any():
-        problems.append(f"column {label.get('experiment', repr('experiment'))}: experiment ids "
-                        f"must be whole numbers; they are not at {_rows(fractional)}")
+    problems += _experiment_problems(exp, label)
     data["experiment"] = np.where(np.isfinite(exp), exp, 0.0).astype(np.int64)
-    if "time" in data and ok.all():
-        order = np.argsort(exp, kind="stable")
-        t = data["time"].to_numpy(dtype=float)[order]
-        stuck = (exp[order][1:] == exp[order][:-1]) & (np.diff(t) <= 0.0)
-        if stuck.any():
-            problems.append(f"column {label.get('time', repr('time'))}: time must increase strictly "
-                            f"within each experiment; it does not at {_rows(order[1:][stuck])}")
-    if {"current", "current_density", "area_cm2"} <= set(names) and ok.all():
-        j = data["current"].to_numpy() * 1000.0 / data["area_cm2"].to_numpy()
-        off = np.abs(j - data["current_density"].to_numpy()) > 1e-6 * np.abs(j) + 1e-6
-        if off.any():
-            problems.append(f"column {label['current_density']}: differs from current*1000/area_cm2 "
-                            f"at {_rows(off)}")
+    if ok.all():  # the checks across rows need every value
+        problems += _time_problems(data, exp, label) + _current_density_problems(data, names, label)
     if problems:
         raise DataError(problems, source)
+    return _normalised(data, source, language)
+
+
+def _unit_problems(names: Mapping[str, str], units: Mapping[str, str] | None) -> list[str]:
+    """Recorded units (``units``, by file column name) that differ from the schema's."""
+    problems = []
+    for e, s in names.items():
+        expected = _SPANISH_UNITS.get(s, COLUMNS[e].unit)
+        if units and s in units and units[s] != expected:
+            problems.append(f"column {s!r}: recorded unit {units[s]!r}, expected {expected!r}")
+    return problems
+
+
+def _numbers(raw: pd.Series, col: str, name: str, factor: float) -> tuple[np.ndarray, list[str]]:
+    """Column ``col`` as floats in the schema's unit (``factor``: from the file's), and what is
+    wrong with it: text, missing or non-finite values, values outside :data:`BOUNDS`."""
+    problems = []
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+    values = values * factor
+    bad_text = np.isnan(values) & raw.notna().to_numpy()
+    if bad_text.any():
+        problems.append(f"column {name}: not a number at {_rows(bad_text)}")
+    nonfinite = ~np.isfinite(values) & ~bad_text
+    if nonfinite.any():
+        problems.append(f"column {name}: missing or not finite (NaN/inf) at {_rows(nonfinite)}")
+    lo, hi = BOUNDS[col]
+    with np.errstate(invalid="ignore"):
+        out = np.isfinite(values) & ((values < lo) | (values > hi))
+    if out.any():
+        problems.append(f"column {name}: outside the physical range [{lo:g}, {hi:g}] "
+                        f"{COLUMNS[col].unit} at {_rows(out)}")
+    return values, problems
+
+
+def _derive_current(data: pd.DataFrame) -> None:
+    """Add ``current_density`` from ``current`` and ``area_cm2``, or ``current`` from the other two."""
+    if "current_density" not in data and {"current", "area_cm2"} <= set(data):
+        data["current_density"] = data["current"] * 1000.0 / data["area_cm2"]
+    elif "current" not in data and {"current_density", "area_cm2"} <= set(data):
+        data["current"] = data["current_density"] * data["area_cm2"] / 1000.0
+
+
+def _experiment_problems(exp: np.ndarray, label: Mapping[str, str]) -> list[str]:
+    fractional = np.isfinite(exp) & (exp != np.round(exp))
+    if not fractional.any():
+        return []
+    return [f"column {label.get('experiment', repr('experiment'))}: experiment ids "
+            f"must be whole numbers; they are not at {_rows(fractional)}"]
+
+
+def _time_problems(data: pd.DataFrame, exp: np.ndarray, label: Mapping[str, str]) -> list[str]:
+    """Time must increase strictly within each experiment."""
+    if "time" not in data:
+        return []
+    order = np.argsort(exp, kind="stable")
+    t = data["time"].to_numpy(dtype=float)[order]
+    stuck = (exp[order][1:] == exp[order][:-1]) & (np.diff(t) <= 0.0)
+    if not stuck.any():
+        return []
+    return [f"column {label.get('time', repr('time'))}: time must increase strictly "
+            f"within each experiment; it does not at {_rows(order[1:][stuck])}"]
+
+
+def _current_density_problems(data: pd.DataFrame, names: Mapping[str, str],
+                              label: Mapping[str, str]) -> list[str]:
+    """A log that gives current, current density and area must give them consistently."""
+    if not {"current", "current_density", "area_cm2"} <= set(names):
+        return []
+    j = data["current"].to_numpy() * 1000.0 / data["area_cm2"].to_numpy()
+    off = np.abs(j - data["current_density"].to_numpy()) > 1e-6 * np.abs(j) + 1e-6
+    if not off.any():
+        return []
+    return [f"column {label['current_density']}: differs from current*1000/area_cm2 at {_rows(off)}"]
+
+
+def _normalised(data: pd.DataFrame, source: str, language: str) -> pd.DataFrame:
+    """Schema columns first, in :data:`COLUMNS` order, then the others; ``attrs`` filled in."""
     known = [c for c in COLUMNS if c in data]
     extra = [c for c in data.columns if c not in COLUMNS]
     data = data[known + extra]

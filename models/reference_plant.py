@@ -183,6 +183,19 @@ def _steady_hydroxide(c_an: Any, q_an: Any, current: Any, volume: float) -> Any:
     return np.where(q_an > 0.0, ec.hydroxide_step(c_an, c_an, q_an, current, volume, 1e9, np), c_an)
 
 
+def _schedule_inputs(schedule: Mapping[str, Any], dt: float) -> dict[str, np.ndarray]:
+    """Every input of :data:`INPUTS` as float arrays of one (n_exp, n_steps) shape."""
+    missing = [k for k in INPUTS if k not in schedule]
+    if missing or not dt > 0.0:
+        raise ValueError(f"schedule lacks inputs {missing}" if missing else f"dt must be > 0 s, got {dt}")
+    u = {k: np.asarray(schedule[k], dtype=float) for k in INPUTS}
+    shape = u["current"].shape
+    if len(shape) != 2 or any(v.shape != shape for v in u.values()):
+        raise ValueError(f"schedule inputs must share one (n_exp, n_steps) shape; got "
+                         f"{ {k: v.shape for k, v in u.items()} }")
+    return u
+
+
 class ReferencePlant:
     """The simulated pilot plant, vectorised over experiments."""
 
@@ -202,30 +215,44 @@ class ReferencePlant:
         state at the end of step k. Besides the outputs the result holds the inputs
         (true values) and ``flooding``, the effective GDE flooding (0 dry, 1 flooded).
         """
-        p, c = self.params, self.params.cell
-        missing = [k for k in INPUTS if k not in schedule]
-        if missing or not dt > 0.0:
-            raise ValueError(f"schedule lacks inputs {missing}" if missing else f"dt must be > 0 s, got {dt}")
-        u = {k: np.asarray(schedule[k], dtype=float) for k in INPUTS}
-        shape = u["current"].shape
-        if len(shape) != 2 or any(v.shape != shape for v in u.values()):
-            raise ValueError(f"schedule inputs must share one (n_exp, n_steps) shape; got "
-                             f"{ {k: v.shape for k, v in u.items()} }")
-        n_exp, n_steps = shape
+        u = _schedule_inputs(schedule, dt)
+        current = u["current"]
+        n_exp = current.shape[0]
 
         def start(name: str, default: Any) -> np.ndarray:
             return np.broadcast_to(np.asarray(schedule.get(name, default), dtype=float), (n_exp,)).copy()
 
-        current, gas, xpc = u["current"], u["gas_flow"], u["co2_fraction"]
-        q_an, q_cat = u["anolyte_flow"], u["catholyte_flow"]
-        c_an, c_cat = u["anolyte_conc"], u["catholyte_conc"]
-        ambient, humidity = u["ambient_temperature"], u["humidity"]
         charge = start("initial_charge_Ah", 0.0)[:, None] + np.cumsum(current, axis=1) * dt / 3600.0
         hours = start("initial_hours", 0.0)[:, None] + np.cumsum(current > 0.0, axis=1) * dt / 3600.0
-        j = ec.current_density(current, c.area_cm2)
-        x = xpc / 100.0
-        co2_in = ec.gas_mol_s(gas * x)
-        n2 = ec.gas_mol_s(gas * (1.0 - x))
+        j = ec.current_density(current, self.params.cell.area_cm2)
+        x = u["co2_fraction"] / 100.0
+        co2_in = ec.gas_mol_s(u["gas_flow"] * x)
+        n2 = ec.gas_mol_s(u["gas_flow"] * (1.0 - x))
+        res = self._integrate(
+            self._drivers(u, j, x, co2_in, charge, hours), dt,
+            temp=start("initial_temperature", u["ambient_temperature"][:, 0]),
+            oh=start("initial_hydroxide", u["anolyte_conc"][:, 0]), flood=start("initial_flooding", 0.0))
+        formate, carbonate = res["formate_rate"], res["carbonate_rate"]
+        fe = formate * (ec.Z_FORMATE * ec.F) / np.maximum(current, 1e-300)
+        h2 = (current - formate * ec.Z_FORMATE * ec.F) / (ec.Z_H2 * ec.F)
+        co2_out = co2_in - formate - carbonate
+        outlet = np.maximum(co2_out + n2 + h2, 1e-300)
+        res.update(
+            fe_formate=fe, fe_h2=1.0 - fe, h2_rate=h2, co2_in_rate=co2_in, co2_out_rate=co2_out,
+            n2_rate=n2, outlet_co2_fraction=100.0 * co2_out / outlet,
+            outlet_h2_fraction=100.0 * h2 / outlet, formate_production=formate * ec.M_HCOO * 3600.0,
+            current_density=j, charge_passed=charge, hours_on_stream=hours, **u,
+        )
+        return res
+
+    def _drivers(self, u: Mapping[str, np.ndarray], j: np.ndarray, x: np.ndarray, co2_in: np.ndarray,
+                 charge: np.ndarray, hours: np.ndarray) -> list[np.ndarray]:
+        """What the step loop reads, all known before it runs: one (n_steps, n_exp) array each,
+        in the order :meth:`_integrate` unpacks them."""
+        p, c = self.params, self.params.cell
+        current, gas = u["current"], u["gas_flow"]
+        q_an, q_cat = u["anolyte_flow"], u["catholyte_flow"]
+        c_an, c_cat = u["anolyte_conc"], u["catholyte_conc"]
         gas_pos = np.maximum(gas, 0.0)
         j_flood = p.j_flood_ref * (gas_pos / 100.0) ** p.flood_flow_exponent
         flood_eq = 0.5 * (1.0 + np.tanh((j - j_flood) / (2.0 * p.flood_width)))
@@ -240,20 +267,23 @@ class ReferencePlant:
                    + p.age_v_fast * -np.expm1(-charge / p.age_v_fast_Ah) + p.age_v_per_Ah * charge)
         conductance = c.ua_ambient + c.electrolyte_heat * (q_an + q_cat) / 60.0
         supply = c.supply_utilisation * co2_in
-        to_mol = c.area_cm2 / 1000.0 / (ec.Z_FORMATE * ec.F)
+        return [np.ascontiguousarray(a.T) for a in (
+            current, j, u["ambient_temperature"], conductance, q_an, c_an, q_cat, c_cat, u["humidity"],
+            flood_eq, fe_base, j_lim, supply, co2_in, demand, v_extra)]
 
-        cols = [np.ascontiguousarray(a.T) for a in (
-            current, j, ambient, conductance, q_an, c_an, q_cat, c_cat, humidity, flood_eq,
-            fe_base, j_lim, supply, co2_in, demand, v_extra)]
+    def _integrate(self, cols: list[np.ndarray], dt: float, *, temp: np.ndarray, oh: np.ndarray,
+                   flood: np.ndarray) -> dict[str, np.ndarray]:
+        """Step the states (temperature, anolyte OH-, flooding) from their starts; returns the
+        per-step results, each (n_exp, n_steps)."""
+        p, c = self.params, self.params.cell
+        n_steps, n_exp = cols[0].shape
         out = {k: np.empty((n_steps, n_exp)) for k in (
             "cell_voltage", "formate_rate", "carbonate_rate", "anolyte_ph", "cell_temperature", "flooding")}
-        temp = start("initial_temperature", ambient[:, 0])
-        oh = start("initial_hydroxide", c_an[:, 0])
-        flood = start("initial_flooding", 0.0)
         heat = np.zeros(n_exp)
         carbonate = np.zeros(n_exp)
         build, recover = dt / p.flood_build_s, dt / p.flood_recover_s
         acid = 2.0 * p.carbonate_to_anolyte * ec.F
+        to_mol = c.area_cm2 / 1000.0 / (ec.Z_FORMATE * ec.F)
         for k in range(n_steps):
             (cur, jk, amb, g, qa, ca, qc, cc, hum, feq, feb, jl, sup, cin, dem, vx) = (a[k] for a in cols)
             flood = feq + (flood - feq) * np.exp(-np.where(feq > flood, build, recover))
@@ -274,19 +304,7 @@ class ReferencePlant:
                                 ("carbonate_rate", carbonate), ("anolyte_ph", ph),
                                 ("cell_temperature", temp), ("flooding", f)):
                 out[name][k] = value
-        res = {k: np.ascontiguousarray(v.T) for k, v in out.items()}
-        formate, carbonate = res["formate_rate"], res["carbonate_rate"]
-        fe = formate * (ec.Z_FORMATE * ec.F) / np.maximum(current, 1e-300)
-        h2 = (current - formate * ec.Z_FORMATE * ec.F) / (ec.Z_H2 * ec.F)
-        co2_out = co2_in - formate - carbonate
-        outlet = np.maximum(co2_out + n2 + h2, 1e-300)
-        res.update(
-            fe_formate=fe, fe_h2=1.0 - fe, h2_rate=h2, co2_in_rate=co2_in, co2_out_rate=co2_out,
-            n2_rate=n2, outlet_co2_fraction=100.0 * co2_out / outlet,
-            outlet_h2_fraction=100.0 * h2 / outlet, formate_production=formate * ec.M_HCOO * 3600.0,
-            current_density=j, charge_passed=charge, hours_on_stream=hours, **u,
-        )
-        return res
+        return {k: np.ascontiguousarray(v.T) for k, v in out.items()}
 
     def measure(self, true: Mapping[str, np.ndarray], rng: np.random.Generator | None = None,
                 ) -> dict[str, np.ndarray]:

@@ -1,7 +1,7 @@
 """How the trained models compare with physics on a log (``co2twin models report``).
 
 TensorFlow-free: networks run through :mod:`models.runtime`. Every split is
-rebuilt from the model cards (:class:`models.cards.Splits`), so the rows a
+rebuilt from the model cards (:class:`models.splits.Splits`), so the rows a
 model is scored on are exactly the ones it never trained on.
 
 :func:`compare` returns ``{variable: {split: {kind: {"mae", "rmse", "r2"}}}}``
@@ -24,8 +24,9 @@ import pandas as pd
 from cosim.atomic import atomic_path
 from cosim.errors import ModelError
 from models import baseline, plantlog
-from models.cards import ModelCard, Splits, card_path, model_path, score
+from models.cards import ModelCard, card_path, model_path
 from models.electrochemistry import CellParameters
+from models.splits import Splits, score
 from models.variables import FILE_KINDS, SPACES, VARIABLES
 
 __all__ = ["REPORT_SPLITS", "REPORT_KINDS", "TARGETS", "compare", "targets", "parity_plots"]
@@ -105,7 +106,7 @@ def parity_plots(log: pd.DataFrame | str | Path, models_dir: str | Path, out_dir
         axes = fig.subplots(1, len(kinds), sharex=True, sharey=True, squeeze=False)[0]
         shown = np.concatenate([e.reference[m] for m in e.masks.values() if m.any()] or [np.zeros(1)])
         lo, hi = float(np.min(shown)), float(np.max(shown))
-        for ax, kind in zip(axes, kinds):
+        for ax, kind in zip(axes, kinds, strict=True):
             for split, colour in (("test", "tab:blue"), ("extrapolation", "tab:red")):
                 rows = e.masks[split]
                 s = score(e.predictions[kind][rows], e.reference[rows])

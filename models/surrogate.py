@@ -23,7 +23,10 @@ import numpy as np
 
 from cosim.errors import ModelError
 
+from .bank import Bank
 from .cards import card_beside
+from .envelope import Envelope
+from .network import Network
 from .variables import FEATURES, FILE_KINDS, SPACES, VARIABLES
 
 __all__ = [
@@ -39,8 +42,6 @@ SIGNALS: dict[str, str] = {
 }
 #: what happens when a model input leaves the training envelope
 POLICIES = ("warn", "clamp", "physics", "stop")
-#: relative slack of the envelope check, for values at a bound up to rounding
-_ROUNDING = 1e-9
 #: the kind a scenario gets for every variable it does not name
 DEFAULT_KIND = "hybrid"
 #: where the committed default models live (``co2twin train`` regenerates them)
@@ -83,6 +84,17 @@ class Surrogate:
         """The estimate for one sample (the fast path the reactor uses every step)."""
         return float(self.predict(np.asarray([x], dtype=float), np.asarray([physics]))[0])
 
+    def finish(self, y: float, physics: float) -> float:
+        """The estimate of one sample from its raw model output ``y``, computed elsewhere.
+
+        :class:`ModelSet` may evaluate the networks of several surrogates together (a
+        :class:`~models.bank.Bank`) and hand each its raw output to finish. Here the raw
+        output is the estimate, unchanged; a surrogate that transforms its model's output
+        (abs, a learning space, a residual on ``physics``) overrides this, as
+        :class:`NetworkSurrogate` does.
+        """
+        return y
+
     def describe(self) -> str:
         return f"{self.variable} {self.kind} model ({self.source})"
 
@@ -98,7 +110,7 @@ class NetworkSurrogate(Surrogate):
 
     def __init__(
         self,
-        network: Any,
+        network: Network,
         *,
         variable: str,
         kind: str,
@@ -149,7 +161,7 @@ class NetworkSurrogate(Surrogate):
 
     def predict_one(self, x: Sequence[float], physics: float) -> float:
         values = self._template[:]
-        for slot, v in zip(self._slots, x):
+        for slot, v in zip(self._slots, x, strict=True):
             values[slot] = v
         return self.finish(self.network.predict_one(values), physics)
 
@@ -160,61 +172,6 @@ class NetworkSurrogate(Surrogate):
         if self._plain:
             return physics + y if self.residual else y
         return self._back(self._to(physics) + y if self.residual else y)
-
-
-class _Bank:
-    """Several single-path networks of the same shape run as one: stacked first layer over
-    the union of their signals, block-diagonal layers after it. One sample then costs a few
-    matrix products for all variables instead of a few per variable."""
-
-    def __init__(self, members: Mapping[str, NetworkSurrogate]) -> None:
-        chains = {v: s.network.chain for v, s in members.items()}
-        self.variables = tuple(members)
-        self.inputs = tuple(dict.fromkeys(n for s in members.values() for n in s.inputs))
-        self.layers = []
-        depth = len(next(iter(chains.values())))
-        for k in range(depth):
-            parts = [chains[v][k] for v in self.variables]
-            widths = [w.shape[0] for w, _, _ in parts]
-            w_all = np.zeros((sum(widths), len(self.inputs) if k == 0 else sum(
-                p[0].shape[1] for p in parts)))
-            b_all = np.zeros(sum(widths))
-            row = col = 0
-            for v, (w, b, _), width in zip(self.variables, parts, widths):
-                if k == 0:
-                    for j, column in enumerate(members[v].columns):
-                        if column.signal is None:
-                            b_all[row:row + width] += w[:, j] * column.constant
-                        else:
-                            w_all[row:row + width, self.inputs.index(column.signal)] += w[:, j]
-                else:
-                    w_all[row:row + width, col:col + w.shape[1]] = w
-                    col += w.shape[1]
-                if b is not None:
-                    b_all[row:row + width] += b
-                row += width
-            self.layers.append((w_all, b_all, parts[0][2]))
-
-    @staticmethod
-    def fits(members: Mapping[str, Surrogate]) -> bool:
-        """Whether these surrogates can share one bank."""
-        chains = [s.network.chain if isinstance(s, NetworkSurrogate) else None for s in members.values()]
-        if len(chains) < 2 or any(c is None or not c for c in chains):
-            return False
-        first = chains[0]
-        return all(
-            len(c) == len(first) and c[-1][0] is not None and c[-1][0].shape[0] == 1
-            and all(w is not None and act is a[2] for (w, _, act), a in zip(c, first))
-            for c in chains
-        )
-
-    def run(self, signals: Mapping[str, float]) -> dict[str, float]:
-        h = np.array([signals[n] for n in self.inputs], dtype=float)
-        for w, b, act in self.layers:
-            h = w.dot(h) + b
-            if act is not None:
-                h = act(h)
-        return dict(zip(self.variables, h.tolist()))
 
 
 def _read_card(model: Path) -> dict[str, Any] | None:
@@ -255,6 +212,19 @@ def load_network_surrogate(
     network = load_keras(path)
     card = _read_card(path)
     where = str(path)
+    kind = _kind(where, variable, kind, card)
+    columns = _columns(where, variable, list(network.input_names), dict(inputs or {}),
+                       dict(constants or {}), card)
+    envelope = None if card is None else _card_envelope(card_beside(path), card, columns)
+    space = (card or {}).get("output", {}).get("space", "value")
+    return NetworkSurrogate(
+        network, variable=variable, kind=kind, columns=columns, residual=kind == "hybrid",
+        absolute=absolute, envelope=envelope, source=where, space=space,
+    )
+
+
+def _kind(where: str, variable: str, kind: str | None, card: Mapping[str, Any] | None) -> str:
+    """The model's kind, as asked and as its card says (they must agree); ``nn`` by default."""
     if card is not None:
         card_kind = card.get("kind")
         if kind is not None and card_kind is not None and kind != card_kind:
@@ -267,55 +237,64 @@ def load_network_surrogate(
     kind = kind or "nn"
     if kind not in FILE_KINDS:
         raise ModelError(f"{where}: expected kind nn or hybrid, found {kind!r}")
-    inputs = dict(inputs or {})
-    constants = dict(constants or {})
-    names = list(network.input_names)
+    return kind
+
+
+def _columns(where: str, variable: str, names: list[str], inputs: Mapping[str, str],
+             constants: Mapping[str, float], card: Mapping[str, Any] | None) -> list[_Column]:
+    """What feeds each model input (in the network's order); every mismatch raised at once."""
     problems = [f"inputs.{k}: the model has no input {k!r}" for k in inputs if k not in names]
     problems += [f"constants.{k}: the model has no input {k!r}" for k in constants if k not in names]
     problems += [f"{k}: both mapped to a signal and held constant" for k in inputs if k in constants]
     units = {i["name"]: i.get("unit") for i in (card or {}).get("inputs", []) if "name" in i}
     columns = []
     for name in names:
-        if name in constants:
-            columns.append(_Column(name, None, float(constants[name])))
-            continue
-        signal = inputs.get(name, name)
-        if name in inputs and signal not in SIGNALS:
-            problems.append(f"model input {name!r} is mapped to {signal!r}, which is not a "
-                            f"reactor signal; signals: {', '.join(SIGNALS)}")
-            continue
-        if signal not in SIGNALS:
-            problems.append(
-                f"model input {name!r} is fed by no signal; map it (inputs: {{{name}: <signal>}}) "
-                f"or hold it (constants: {{{name}: <value>}}); signals: {', '.join(SIGNALS)}")
-            continue
-        unit = units.get(name)
-        if unit is not None and unit != SIGNALS[signal]:
-            problems.append(f"model input {name!r} is in {unit!r} (its card) but the signal "
-                            f"{signal!r} is in {SIGNALS[signal]!r}")
-        columns.append(_Column(name, signal))
+        column, problem = _column(name, inputs, constants, units.get(name))
+        if problem is not None:
+            problems.append(problem)
+        if column is not None:
+            columns.append(column)
     if problems:
         raise ModelError(f"{where}: input mismatch for {variable}:\n" + "\n".join(
             f"  - {p}" for p in problems))
-    envelope = None
-    if card is not None:
-        by_input = {i["name"]: i for i in card["inputs"]}
-        envelope = {}
-        for c in columns:
-            spec = by_input.get(c.model_input)
-            if c.signal is not None and spec is not None:
-                lo, hi = float(spec["min"]), float(spec["max"])
-                if not lo <= hi:
-                    raise ModelError(f"{card_beside(path)}: input {c.model_input!r} has min {lo:g} "
-                                     f"above max {hi:g}")
-                envelope[c.signal] = (lo, hi)
-        if len(envelope) != sum(c.signal is not None for c in columns):
-            envelope = None
-    space = (card or {}).get("output", {}).get("space", "value")
-    return NetworkSurrogate(
-        network, variable=variable, kind=kind, columns=columns, residual=kind == "hybrid",
-        absolute=absolute, envelope=envelope, source=where, space=space,
-    )
+    return columns
+
+
+def _column(name: str, inputs: Mapping[str, str], constants: Mapping[str, float],
+            unit: str | None) -> tuple[_Column | None, str | None]:
+    """The column of one model input and the problem with it, if any (``unit``: its card's)."""
+    if name in constants:
+        return _Column(name, None, float(constants[name])), None
+    signal = inputs.get(name, name)
+    if name in inputs and signal not in SIGNALS:
+        return None, (f"model input {name!r} is mapped to {signal!r}, which is not a "
+                      f"reactor signal; signals: {', '.join(SIGNALS)}")
+    if signal not in SIGNALS:
+        return None, (f"model input {name!r} is fed by no signal; map it (inputs: {{{name}: <signal>}}) "
+                      f"or hold it (constants: {{{name}: <value>}}); signals: {', '.join(SIGNALS)}")
+    problem = None
+    if unit is not None and unit != SIGNALS[signal]:
+        problem = (f"model input {name!r} is in {unit!r} (its card) but the signal "
+                   f"{signal!r} is in {SIGNALS[signal]!r}")
+    return _Column(name, signal), problem
+
+
+def _card_envelope(card_file: Path, card: Mapping[str, Any],
+                   columns: Sequence[_Column]) -> dict[str, tuple[float, float]] | None:
+    """The training range of each signal-fed input from the card; ``None`` unless it gives all."""
+    by_input = {i["name"]: i for i in card["inputs"]}
+    envelope = {}
+    for c in columns:
+        spec = by_input.get(c.model_input)
+        if c.signal is not None and spec is not None:
+            lo, hi = float(spec["min"]), float(spec["max"])
+            if not lo <= hi:
+                raise ModelError(f"{card_file}: input {c.model_input!r} has min {lo:g} "
+                                 f"above max {hi:g}")
+            envelope[c.signal] = (lo, hi)
+    if len(envelope) != sum(c.signal is not None for c in columns):
+        return None
+    return envelope
 
 
 class ModelSet:
@@ -327,6 +306,8 @@ class ModelSet:
     model, warn once per variable), ``clamp`` (clip the inputs into the
     envelope), ``physics`` (use the physics value), ``stop`` (raise
     :class:`ModelError` naming the input, its value and the envelope).
+    Which variables have warned is state: :meth:`get_state`/:meth:`set_state`
+    carry it through the reactor's checkpoints.
     """
 
     def __init__(self, surrogates: Mapping[str, Surrogate] | None = None,
@@ -339,15 +320,9 @@ class ModelSet:
             raise ModelError(f"unknown variable(s) {', '.join(unknown)}; expected {', '.join(VARIABLES)}")
         self.policy = envelope
         self._warned: set[str] = set()
-        members = {v: s for v, s in self.surrogates.items() if isinstance(s, NetworkSurrogate)}
-        self._bank = _Bank(members) if _Bank.fits(members) else None
-        # plain lists: the per-step scalar check is faster on them than on arrays; widened by
-        # rounding (a CO2 fraction of 100 % + 1 ulp after mixing is still 100 %)
-        self._bounds = {}
-        for v, s in self.surrogates.items():
-            if s.lower is not None:
-                slack = _ROUNDING * np.maximum(1.0, np.abs(s.upper - s.lower))
-                self._bounds[v] = ((s.lower - slack).tolist(), (s.upper + slack).tolist())
+        self._bank = _bank(self.surrogates)
+        self._envelopes = {v: Envelope.of(s.lower, s.upper) for v, s in self.surrogates.items()
+                           if s.lower is not None and s.upper is not None}
 
     def kind(self, variable: str) -> str:
         s = self.surrogates.get(variable)
@@ -356,6 +331,14 @@ class ModelSet:
     def describe(self) -> dict[str, str]:
         return {v: (self.surrogates[v].describe() if v in self.surrogates else f"{v} physics")
                 for v in VARIABLES}
+
+    def get_state(self) -> dict[str, Any]:
+        """A snapshot for a checkpoint: the variables that have warned about their envelope."""
+        return {"warned": sorted(self._warned)}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Return to a :meth:`get_state` snapshot: a variable that warned only after it warns again."""
+        self._warned = set(state["warned"])
 
     def estimate(self, variable: str, signals: Mapping[str, Any], physics: Any,
                  t: float = math.nan) -> tuple[Any, Any]:
@@ -370,7 +353,7 @@ class ModelSet:
     def estimate_all(self, signals: Mapping[str, Any], physics: Mapping[str, Any],
                      t: float = math.nan) -> tuple[dict[str, Any], dict[str, Any]]:
         """:meth:`estimate` of every variable: ``(values, outside flags)``; the networks
-        that share a :class:`_Bank` run as one on a single sample."""
+        that share a :class:`~models.bank.Bank` run as one on a single sample."""
         raw = self._bank.run(signals) if self._bank is not None and not isinstance(
             next(iter(physics.values())), np.ndarray) else {}
         values, flags = {}, {}
@@ -389,56 +372,80 @@ class ModelSet:
                  t: float, raw: float | None) -> tuple[float, float]:
         """One sample through the envelope policy; ``raw`` is the network output if known."""
         x = [signals[name] for name in s.inputs]
-        bounds = self._bounds.get(variable)
-        outside = [] if bounds is None else [
-            i for i, (v, lo, hi) in enumerate(zip(x, *bounds)) if not lo <= v <= hi]
-        if not outside:
-            return (s.predict_one(x, physics) if raw is None else s.finish(raw, physics)), 0.0
-        i = outside[0]
+        envelope = self._envelopes.get(variable)
+        i = None if envelope is None else envelope.first_outside(x)
+        if envelope is None or i is None:
+            return _one(s, x, physics, raw), 0.0
         if self.policy == "stop":
-            raise self._error(s, i, x[i], t)
+            raise _error(s, envelope, i, x[i], t)
         if self.policy == "physics":
             return physics, 1.0
         if self.policy == "clamp":
-            x = [min(max(v, lo), hi) for v, lo, hi in zip(x, s.lower.tolist(), s.upper.tolist())]
-            return s.predict_one(x, physics), 1.0
+            return s.predict_one(envelope.clamp(x), physics), 1.0
         if variable not in self._warned:
             self._warned.add(variable)
-            warnings.warn(self._message(s, i, x[i], t), EnvelopeWarning, stacklevel=3)
-        return (s.predict_one(x, physics) if raw is None else s.finish(raw, physics)), 1.0
+            warnings.warn(_message(s, envelope, i, x[i], t), EnvelopeWarning, stacklevel=3)
+        return _one(s, x, physics, raw), 1.0
 
     def _estimate_batch(self, s: Surrogate, signals: Mapping[str, Any], physics: np.ndarray,
                         t: float) -> tuple[np.ndarray, np.ndarray]:
         n = physics.shape[0]
         x = np.column_stack([np.broadcast_to(np.asarray(signals[name], dtype=float), (n,))
                              for name in s.inputs])
-        if s.lower is None:
+        envelope = self._envelopes.get(s.variable)
+        if envelope is None:
             return s.predict(x, physics), np.zeros(n)
-        lower, upper = (np.asarray(b) for b in self._bounds[s.variable])
-        bad = (x < lower) | (x > upper)
+        bad = envelope.outside(x)
         outside = bad.any(axis=1)
         if outside.any():
-            row, col = np.argwhere(bad)[0]
-            if self.policy == "stop":
-                raise self._error(s, int(col), float(x[row, col]), t, row=int(row))
-            if self.policy == "clamp":
-                x = np.clip(x, s.lower, s.upper)
-            elif self.policy == "warn" and s.variable not in self._warned:
-                self._warned.add(s.variable)
-                warnings.warn(self._message(s, int(col), float(x[row, col]), t, row=int(row)),
-                              EnvelopeWarning, stacklevel=2)
+            x = self._batch_outside(s, envelope, x, bad, t)
         value = s.predict(x, physics)
         if self.policy == "physics":
             value = np.where(outside, physics, value)
         return value, outside.astype(float)
 
-    def _message(self, s: Surrogate, i: int, value: float, t: float, row: int | None = None) -> str:
-        name = s.inputs[i]
-        when = f" at t = {t:g} s" if math.isfinite(t) else ""
-        variant = f" (variant {row})" if row is not None else ""
-        return (f"{s.describe()}: input {name} = {value:g} {SIGNALS[name]}{variant}{when} is "
-                f"outside its training envelope [{s.lower[i]:g}, {s.upper[i]:g}]")
+    def _batch_outside(self, s: Surrogate, envelope: Envelope, x: np.ndarray, bad: np.ndarray,
+                       t: float) -> np.ndarray:
+        """The policy on variants with an input outside (``bad``): the inputs to evaluate."""
+        row, col = np.argwhere(bad)[0]
+        if self.policy == "stop":
+            raise _error(s, envelope, int(col), float(x[row, col]), t, row=int(row))
+        if self.policy == "clamp":
+            return envelope.clamp_batch(x)
+        if self.policy == "warn" and s.variable not in self._warned:
+            self._warned.add(s.variable)
+            # stacklevel: the caller of estimate, as for a single sample
+            warnings.warn(_message(s, envelope, int(col), float(x[row, col]), t, row=int(row)),
+                          EnvelopeWarning, stacklevel=3)
+        return x
 
-    def _error(self, s: Surrogate, i: int, value: float, t: float, row: int | None = None) -> ModelError:
-        return ModelError(self._message(s, i, value, t, row) + " (models.envelope: stop; "
-                          "use warn, clamp or physics to run on)")
+
+def _bank(surrogates: Mapping[str, Surrogate]) -> Bank | None:
+    """The networks of the set run as one, if they fit one bank."""
+    members = {v: s for v, s in surrogates.items() if isinstance(s, NetworkSurrogate)}
+    chains = {v: s.network.chain for v, s in members.items()}
+    if not Bank.fits(list(chains.values())):
+        return None
+    return Bank({v: (chains[v] or [], [(c.signal, c.constant) for c in s.columns])
+                 for v, s in members.items()})
+
+
+def _one(s: Surrogate, x: Sequence[float], physics: float, raw: float | None) -> float:
+    """The estimate of one sample: evaluated, or finished from the bank's raw output."""
+    return s.predict_one(x, physics) if raw is None else s.finish(raw, physics)
+
+
+def _message(s: Surrogate, envelope: Envelope, i: int, value: float, t: float,
+             row: int | None = None) -> str:
+    """Input ``i`` of ``s`` is outside its envelope: which, its value, when and the envelope."""
+    name = s.inputs[i]
+    when = f" at t = {t:g} s" if math.isfinite(t) else ""
+    variant = f" (variant {row})" if row is not None else ""
+    return (f"{s.describe()}: input {name} = {value:g} {SIGNALS[name]}{variant}{when} is "
+            f"outside its training envelope [{envelope.lower[i]:g}, {envelope.upper[i]:g}]")
+
+
+def _error(s: Surrogate, envelope: Envelope, i: int, value: float, t: float,
+           row: int | None = None) -> ModelError:
+    return ModelError(_message(s, envelope, i, value, t, row) + " (models.envelope: stop; "
+                      "use warn, clamp or physics to run on)")

@@ -9,7 +9,7 @@ Dense × len(hidden) → Dense(1). ``nn`` learns the measured variable; ``hybrid
 learns the residual measured − physics baseline (:mod:`models.baseline`).
 Targets are standardised for training and the scaling is folded into the last
 layer, so a saved model returns its target in the variable's own unit. Splits
-(:class:`models.cards.Splits`) are drawn once per call and shared by every model.
+(:class:`models.splits.Splits`) are drawn once per call and shared by every model.
 """
 from __future__ import annotations
 
@@ -30,17 +30,10 @@ import pandas as pd
 from cosim.atomic import atomic_path
 from cosim.errors import ModelError
 from models import baseline, plantlog
-from models.cards import (
-    REFERENCES,
-    InputRange,
-    ModelCard,
-    Splits,
-    card_path,
-    model_path,
-    score,
-)
+from models.cards import REFERENCES, InputRange, ModelCard, card_path, model_path
 from models.electrochemistry import CellParameters
 from models.runtime import load_keras
+from models.splits import Splits, score
 from models.variables import FEATURES, FILE_KINDS, SPACES, VARIABLES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -166,7 +159,7 @@ def train(
                                      "rows": {k: int(m.sum()) for k, m in masks.items()}}}
         space = VARIABLES[variable].space
         for kind in kinds:
-            output = {"name": variable, "unit": VARIABLES[variable].unit}
+            output: dict[str, Any] = {"name": variable, "unit": VARIABLES[variable].unit}
             if space != "value":
                 output.update(space=space, space_unit=SPACES[space][0])
             if kind == "hybrid":

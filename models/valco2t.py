@@ -25,6 +25,7 @@ import numpy as np
 
 from cosim.errors import ModelError
 
+from .network import Network
 from .surrogate import NetworkSurrogate, Surrogate, load_network_surrogate
 
 __all__ = [
@@ -115,16 +116,20 @@ def default_dir() -> Path | None:
     return None
 
 
-def input_statistics(network: Any) -> dict[str, tuple[float, float]]:
-    """Training mean and std of each input, from the normalisation right after the inputs.
+def input_statistics(network: Network) -> dict[str, tuple[float, float]]:
+    """Training mean and std of each one-column input, from the normalisation right after the inputs.
 
     Inputs whose statistics are the untrained defaults (mean 0, std 1, as in the
     pH model, whose BatchNormalization never updated them) are left out: they
-    say nothing about the training data.
+    say nothing about the training data. So are inputs of several columns, which
+    have no single mean.
     """
     stats = {}
-    for name, m, s in zip(network.input_names, network.input_center, network.input_scale):
-        if np.isfinite(m) and np.isfinite(s) and not (m == 0.0 and abs(s - 1.0) < 1e-2):
+    col = 0
+    for name, size in zip(network.input_names, network.input_sizes, strict=True):
+        m, s = network.input_center[col], network.input_scale[col]
+        col += size
+        if size == 1 and np.isfinite(m) and np.isfinite(s) and not (m == 0.0 and abs(s - 1.0) < 1e-2):
             stats[name] = (float(m), float(s))
     return stats
 

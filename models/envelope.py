@@ -1,0 +1,57 @@
+"""The training envelope of a surrogate: the range of each input it was trained on.
+
+An :class:`Envelope` answers the checks :class:`models.surrogate.ModelSet`
+makes every step (which input of a sample is outside, which rows of a batch are)
+and clamps inputs into the range. The check allows a relative slack of
+:data:`ROUNDING`, so that a value at a bound up to rounding is inside: a CO2
+fraction of 100 % + 1 ulp after mixing is still 100 %.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["ROUNDING", "Envelope"]
+
+#: relative slack of the envelope check, for values at a bound up to rounding
+ROUNDING = 1e-9
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Per input: ``lower``/``upper`` as trained, ``low``/``high`` widened by :data:`ROUNDING`.
+
+    Plain lists, which the per-step scalar check runs faster on than arrays.
+    """
+
+    lower: list[float]
+    upper: list[float]
+    low: list[float]
+    high: list[float]
+
+    @classmethod
+    def of(cls, lower: np.ndarray, upper: np.ndarray) -> Envelope:
+        """The envelope of inputs trained on ``[lower, upper]``."""
+        slack = ROUNDING * np.maximum(1.0, np.abs(upper - lower))
+        return cls(lower.tolist(), upper.tolist(), (lower - slack).tolist(), (upper + slack).tolist())
+
+    def first_outside(self, x: Sequence[float]) -> int | None:
+        """The index of the first input of one sample outside the envelope; ``None`` if all are in."""
+        for i, (v, lo, hi) in enumerate(zip(x, self.low, self.high, strict=True)):
+            if not lo <= v <= hi:
+                return i
+        return None
+
+    def outside(self, x: np.ndarray) -> np.ndarray:
+        """Where the inputs of a batch (rows of ``x``) are outside the envelope."""
+        return (x < np.asarray(self.low)) | (x > np.asarray(self.high))
+
+    def clamp(self, x: Sequence[float]) -> list[float]:
+        """The inputs of one sample clipped into the envelope as trained."""
+        return [min(max(v, lo), hi) for v, lo, hi in zip(x, self.lower, self.upper, strict=True)]
+
+    def clamp_batch(self, x: np.ndarray) -> np.ndarray:
+        """The inputs of a batch clipped into the envelope as trained."""
+        return np.clip(x, self.lower, self.upper)
