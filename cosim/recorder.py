@@ -39,7 +39,7 @@ class Recorder:
         if len(names) != len(units):
             raise ValueError("recorder needs one unit per signal name")
         self.names = list(names)
-        self.units = dict(zip(names, units))
+        self.units = dict(zip(names, units, strict=True))
         self.every = int(every)
         self._times = np.empty(max(capacity, 1))
         self._data = np.empty((max(capacity, 1), len(self.names)))
@@ -88,7 +88,8 @@ def _metadata(frame: pd.DataFrame) -> dict[str, Any]:
 def write_results(frame: pd.DataFrame, path: str | Path, fmt: str | None = None) -> Path:
     """Write ``frame`` as Parquet or CSV (format from ``fmt`` or the file suffix).
 
-    Written atomically: on any error no file (and no sidecar) is left behind.
+    Written atomically: on any error the previous file and sidecar (or none) are left as
+    they were, and no temporary file behind.
     """
     path = Path(path)
     fmt = (fmt or path.suffix.lstrip(".") or "parquet").lower()
