@@ -86,12 +86,12 @@ def train_command(
         from models.train import DEFAULTS, train
 
         log = _campaign(seed) if data is None else data
-        options = {"epochs": epochs} if epochs else {}
+        most_epochs: int = epochs or DEFAULTS["epochs"]
         total = len(variables) * len(kinds)
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                       TimeElapsedColumn(), console=err, transient=True,
                       disable=not err.is_terminal) as bar:
-            task = bar.add_task("training", total=total * (epochs or DEFAULTS["epochs"]), info="")
+            task = bar.add_task("training", total=total * most_epochs, info="")
 
             def progress(event: Any) -> None:
                 bar.update(task, description=f"{event.variable}.{event.kind}", info=str(event))
@@ -99,7 +99,7 @@ def train_command(
                     bar.advance(task)
 
             cards = train(log, out_dir=out_dir, variables=variables, kinds=kinds, seed=seed,
-                          progress=progress, **options)
+                          epochs=most_epochs, progress=progress)
     except CosimError as exc:
         fail(exc)
     except OSError as exc:
@@ -125,12 +125,18 @@ def report_command(
     data: Path | None = typer.Option(None, "--data", help="plant log to score on (default: the "
                                         "reference campaign the committed models were trained on)"),
     models_dir: Path | None = typer.Option(None, "--dir", help="models folder (default: models/trained)"),
-    plots: Path | None = typer.Option(Path("results/parity"), "--plots",
-                                         help="folder for the parity plots (PNG)"),
-    no_plots: bool = typer.Option(False, "--no-plots", help="skip the parity plots"),
+    plots: Path | None = typer.Option(None, "--plots",
+                                         help="write the parity plots (PNG) into this folder "
+                                              "(default: no plots)"),
+    # plots are opt-in now; the flag stays so that scripts written for the old default still run
+    no_plots: bool = typer.Option(False, "--no-plots", hidden=True,
+                                  help="skip the parity plots, even with --plots"),
     as_json: bool = typer.Option(False, "--json", help="print {variable: {split: {kind: metrics}}}"),
 ) -> None:
-    """MAE, RMSE and R² of physics vs nn vs hybrid on the test and extrapolation splits."""
+    """MAE, RMSE and R² of physics vs nn vs hybrid on the test and extrapolation splits.
+
+    Parity plots are written only when --plots DIR names a folder for them.
+    """
     from models.report import compare, parity_plots, targets
     from models.surrogate import TRAINED_DIR
 
@@ -142,7 +148,7 @@ def report_command(
         if not truth:
             raise CosimError(f"{models_dir}: no model cards found (run `co2twin train`)")
         checks = targets(truth)
-        written = [] if no_plots or as_json and plots is None else parity_plots(log, models_dir, plots)
+        written = [] if no_plots or plots is None else parity_plots(log, models_dir, plots)
     except CosimError as exc:
         fail(exc)
     except OSError as exc:
@@ -187,7 +193,8 @@ def _report_log(data: Path | None, models_dir: Path) -> tuple[Any, str]:
         seed = next((c.training.get("seed", 0) for c in cards), 0)
         log = _campaign(seed)
     digest = data_hash(log)
-    others = sorted({c.data.get("hash") for c in cards} - {digest} - {None})
+    hashes = {c.data.get("hash") for c in cards}
+    others = sorted(h for h in hashes if h is not None and h != digest)
     note = ""
     if others:
         note = ("the models were trained on other data (hash " + ", ".join(h[:12] for h in others)
@@ -236,8 +243,11 @@ def show_command(
         if s is None:
             table.add_row(variable, "physics", "-")
             continue
-        ranges = [f"{n} [{lo:.4g}, {hi:.4g}]" for n, lo, hi in zip(s.inputs, s.lower, s.upper)] \
-            if s.lower is not None else list(s.inputs)
+        if s.lower is not None and s.upper is not None:
+            bounds = zip(s.inputs, s.lower, s.upper, strict=True)
+            ranges = [f"{n} [{lo:.4g}, {hi:.4g}]" for n, lo, hi in bounds]
+        else:
+            ranges = list(s.inputs)
         table.add_row(variable, escape(text), escape("\n".join(ranges)))
     out.print(table)
 
