@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import platform
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Mapping
@@ -30,13 +31,20 @@ BENCH_24H: dict[str, Any] = {
 
 
 class _NoOp(Component):
-    """A component with another's ports that returns constant outputs: pure engine cost."""
+    """A component with another's ports that returns constant outputs: pure engine cost.
+
+    Ports are class attributes (the engine's port lookups are class methods), so
+    :meth:`like` makes a subclass carrying the template's ports.
+    """
 
     def __init__(self, template: Component) -> None:
         super().__init__()
-        self.inputs = template.inputs
-        self.outputs = template.outputs
         self._out = {p.name: p.start for p in template.outputs}
+
+    @classmethod
+    def like(cls, template: Component) -> _NoOp:
+        ports = {"inputs": template.inputs, "outputs": template.outputs}
+        return type(f"NoOp{type(template).__name__}", (cls,), ports)(template)
 
     def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
         return self._out
@@ -47,7 +55,7 @@ def noop_plant() -> Simulation:
     from components.plant import build_plant
 
     components, connections = build_plant()
-    noop = {name: _NoOp(comp) for name, comp in components.items()}
+    noop = {name: _NoOp.like(comp) for name, comp in components.items()}
     return Simulation(noop, connections, step=1.0)
 
 
@@ -140,7 +148,7 @@ def surrogate_speed(model: str | None = None, batch: int = 10_000) -> dict[str, 
         return figures
     kmodel = keras.saving.load_model(path, compile=False)
     edges = np.cumsum([0, *net.input_sizes])
-    inputs = [one[:, a:b].astype("float32") for a, b in zip(edges[:-1], edges[1:])]
+    inputs = [one[:, a:b].astype("float32") for a, b in pairwise(edges)]
     kmodel(inputs)
     theirs = _best_of(lambda: kmodel(inputs), 200)
     figures["keras_one_sample_us"] = round(theirs * 1e6, 1)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from typing import Any
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -59,32 +59,51 @@ def kpis(frame: pd.DataFrame, limits: Mapping[str, Any] | None = None) -> dict[s
         if charge_c > 0:
             out["mean_cell_voltage_V"] = _span(frame, "reactor.energy") * 3.6e6 / charge_c
     if "reactor.formate_produced" in cols:
-        formate = _span(frame, "reactor.formate_produced")
-        out["formate_produced_mol"] = formate
-        if duration > 0:
-            out["formate_production_g_per_h"] = formate * M_HCOO / (duration / 3600.0)
-        if "reactor.charge_passed" in cols:
-            charge_c = _span(frame, "reactor.charge_passed") * 3600.0
-            out["mean_fe_formate"] = formate * Z_FORMATE * F / charge_c if charge_c > 0 else 0.0
-        if "reactor.energy" in cols:
-            energy = _span(frame, "reactor.energy")
-            out["energy_kWh"] = energy
-            if formate > 0:
-                out["energy_kWh_per_kg_HCOOH"] = energy / (formate * M_HCOOH / 1000.0)
-                out["energy_kWh_per_kmol_formate"] = energy / (formate / 1000.0)
-        if "reactor.co2_fed" in cols and _span(frame, "reactor.co2_fed") > 0:
-            out["single_pass_conversion_pct"] = 100.0 * formate / _span(frame, "reactor.co2_fed")
-        if "feed.fresh_co2_fed" in cols and _span(frame, "feed.fresh_co2_fed") > 0:
-            out["overall_conversion_pct"] = 100.0 * formate / _span(frame, "feed.fresh_co2_fed")
+        out.update(_formate_kpis(frame, cols, duration))
     if "separation.tank_formate_conc" in cols:
         out["final_product_conc_mol_L"] = float(frame["separation.tank_formate_conc"].iloc[-1])
     if "separation.tank_formic_acid" in cols:
         out["final_product_conc_g_L"] = float(frame["separation.tank_formic_acid"].iloc[-1])
-    limits = dict(LIMITS if limits is None else limits)
+    outside = _time_outside_limits(frame, dict(LIMITS if limits is None else limits))
+    if outside:
+        out["time_outside_limits_s"] = sum(outside.values())
+        out["outside_limits"] = outside
+    return out
+
+
+def _formate_kpis(frame: pd.DataFrame, cols: set[str], duration: float) -> dict[str, float]:
+    """The KPIs of the formate made: production, FE, energy per amount, conversions."""
+    out: dict[str, float] = {}
+    formate = _span(frame, "reactor.formate_produced")
+    out["formate_produced_mol"] = formate
+    if duration > 0:
+        out["formate_production_g_per_h"] = formate * M_HCOO / (duration / 3600.0)
+    if "reactor.charge_passed" in cols:
+        charge_c = _span(frame, "reactor.charge_passed") * 3600.0
+        out["mean_fe_formate"] = formate * Z_FORMATE * F / charge_c if charge_c > 0 else 0.0
+    if "reactor.energy" in cols:
+        energy = _span(frame, "reactor.energy")
+        out["energy_kWh"] = energy
+        if formate > 0:
+            out["energy_kWh_per_kg_HCOOH"] = energy / (formate * M_HCOOH / 1000.0)
+            out["energy_kWh_per_kmol_formate"] = energy / (formate / 1000.0)
+    if "reactor.co2_fed" in cols and _span(frame, "reactor.co2_fed") > 0:
+        out["single_pass_conversion_pct"] = 100.0 * formate / _span(frame, "reactor.co2_fed")
+    if "feed.fresh_co2_fed" in cols and _span(frame, "feed.fresh_co2_fed") > 0:
+        out["overall_conversion_pct"] = 100.0 * formate / _span(frame, "feed.fresh_co2_fed")
+    return out
+
+
+def _time_outside_limits(
+    frame: pd.DataFrame, limits: Mapping[str, Sequence[float | None]]
+) -> dict[str, float]:
+    """Seconds each recorded signal spent outside its ``(low, high)`` limits (None: no bound),
+    as rows outside times the row spacing."""
+    times = frame.index.to_numpy()
     spacing = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
     outside: dict[str, float] = {}
     for name, (low, high) in limits.items():
-        if name not in cols:
+        if name not in frame.columns:
             continue
         values = frame[name].to_numpy()[1:]
         bad = np.zeros(len(values), dtype=bool)
@@ -93,10 +112,7 @@ def kpis(frame: pd.DataFrame, limits: Mapping[str, Any] | None = None) -> dict[s
         if high is not None:
             bad |= values > high
         outside[name] = float(bad.sum()) * spacing
-    if outside:
-        out["time_outside_limits_s"] = sum(outside.values())
-        out["outside_limits"] = outside
-    return out
+    return outside
 
 
 def balances(frame: pd.DataFrame) -> dict[str, float]:
@@ -114,35 +130,22 @@ def balances(frame: pd.DataFrame) -> dict[str, float]:
     """
     cols = set(frame.columns)
     out: dict[str, float] = {}
-
-    def col(name: str) -> np.ndarray:
-        return frame[name].to_numpy()
-
-    def rel(residual: np.ndarray, *scales: np.ndarray, floor: Any = 0.0) -> float:
-        scale = np.maximum.reduce([np.abs(s) for s in scales])
-        scale = np.maximum(scale, 1e-300)
-        ok = np.abs(residual) <= floor  # exact zeros (even where the scale is zero) or rounding
-        return float(np.max(np.where(ok, 0.0, np.abs(residual) / scale), initial=0.0))
-
-    def resolution(stock: np.ndarray) -> np.ndarray:
-        """Smallest rate a stock's change between rows can show: a flow below it vanishes
-        in rounding, so a residual that size is no imbalance, whatever the flow."""
-        return 2.0 * np.spacing(np.maximum(np.abs(stock[:-1]), np.abs(stock[1:]))) / dt
-
     if {"power.current", "reactor.formate_rate", "reactor.h2_rate"} <= cols:
-        current = col("power.current")
-        partial = (col("reactor.formate_rate") * Z_FORMATE + col("reactor.h2_rate") * Z_H2) * F
-        out["charge"] = rel(partial - current, current)
+        current = _col(frame, "power.current")
+        partial = (_col(frame, "reactor.formate_rate") * Z_FORMATE
+                   + _col(frame, "reactor.h2_rate") * Z_H2) * F
+        out["charge"] = _rel(partial - current, current)
     cell = ["reactor.co2_in_rate", "reactor.co2_out_rate", "reactor.formate_rate",
             "reactor.carbonate_rate"]
     if set(cell) <= cols:
-        co2_in, co2_out, formate, carb = (col(c) for c in cell)
-        out["carbon_cell"] = rel(co2_in - co2_out - formate - carb, co2_in)
+        co2_in, co2_out, formate, carb = (_col(frame, c) for c in cell)
+        out["carbon_cell"] = _rel(co2_in - co2_out - formate - carb, co2_in)
         if (formate > co2_in).any():
             out["carbon_cell"] = math.inf
-    if {"reactor.co2_in_rate", "feed.fresh_co2_rate", "feed.recycle_co2_rate"} <= cols:
-        fresh, rec, co2_in = col("feed.fresh_co2_rate"), col("feed.recycle_co2_rate"), col("reactor.co2_in_rate")
-        out["carbon_feed"] = rel(co2_in - fresh - rec, co2_in)
+    feed = ["reactor.co2_in_rate", "feed.fresh_co2_rate", "feed.recycle_co2_rate"]
+    if set(feed) <= cols:
+        co2_in, fresh, rec = (_col(frame, c) for c in feed)
+        out["carbon_feed"] = _rel(co2_in - fresh - rec, co2_in)
     times = frame.index.to_numpy()
     if len(times) < 2:
         return out
@@ -150,31 +153,61 @@ def balances(frame: pd.DataFrame) -> dict[str, float]:
     steps = frame.attrs.get("scenario", {}).get("step_s")
     if steps is None or not np.allclose(dt, steps, rtol=1e-9, atol=0):
         return out  # rows may be decimated: consecutive rows are not consecutive steps
+    out.update(_step_balances(frame, cols, dt))
+    return out
+
+
+def _step_balances(frame: pd.DataFrame, cols: set[str], dt: np.ndarray) -> dict[str, float]:
+    """The balances that relate consecutive rows, ``dt`` apart (every step recorded)."""
+    out: dict[str, float] = {}
     sep = ["reactor.co2_out_rate", "separation.vent_co2_rate", "separation.co2_recycle_rate",
            "separation.separator_co2"]
     if set(sep) <= cols:
-        co2_out, vent, rec, hold = (col(c) for c in sep)
+        co2_out, vent, rec, hold = (_col(frame, c) for c in sep)
         change = np.diff(hold) / dt
-        out["carbon_separator"] = rel(co2_out[1:] - vent[1:] - rec[1:] - change, co2_out[1:],
-                                      floor=resolution(hold))
+        out["carbon_separator"] = _rel(co2_out[1:] - vent[1:] - rec[1:] - change, co2_out[1:],
+                                       floor=_resolution(hold, dt))
     tank = ["reactor.formate_rate", "separation.product_draw_rate", "separation.tank_formate"]
     if set(tank) <= cols:
-        formate, draw, inv = (col(c) for c in tank)
-        out["tank"] = rel(np.diff(inv) / dt - formate[1:] + draw[1:], formate[1:], draw[1:],
-                          floor=resolution(inv))
+        formate, draw, inv = (_col(frame, c) for c in tank)
+        out["tank"] = _rel(np.diff(inv) / dt - formate[1:] + draw[1:], formate[1:], draw[1:],
+                           floor=_resolution(inv, dt))
     if {"feed.recycle_co2_rate", "separation.co2_recycle_rate"} <= cols:
-        fed, sent = col("feed.recycle_co2_rate"), col("separation.co2_recycle_rate")
-        out["recycle_link"] = rel(fed[1:] - sent[:-1], sent[:-1])
+        fed, sent = _col(frame, "feed.recycle_co2_rate"), _col(frame, "separation.co2_recycle_rate")
+        out["recycle_link"] = _rel(fed[1:] - sent[:-1], sent[:-1])
     plant = ["feed.fresh_co2_fed", "separation.vent_co2_rate", "reactor.formate_produced",
              "reactor.carbonate_rate", "separation.separator_co2", "separation.co2_recycle_rate"]
     if set(plant) <= cols:
-        fed = _span(frame, "feed.fresh_co2_fed")
-        vented = float(np.sum(col("separation.vent_co2_rate")[1:] * dt))
-        lost = float(np.sum(col("reactor.carbonate_rate")[1:] * dt))
-        made = _span(frame, "reactor.formate_produced")
-        held = _span(frame, "separation.separator_co2")
-        rec = col("separation.co2_recycle_rate")
-        transit = (rec[-1] - rec[0]) * dt[0]
-        residual = fed - vented - lost - made - held - transit
-        out["carbon_plant"] = abs(residual) / max(fed, vented + lost + made, 1e-300)
+        out["carbon_plant"] = _plant_carbon(frame, dt)
     return out
+
+
+def _plant_carbon(frame: pd.DataFrame, dt: np.ndarray) -> float:
+    """Fresh CO2 fed against vented, lost as carbonate, made into formate and held up."""
+    fed = _span(frame, "feed.fresh_co2_fed")
+    vented = float(np.sum(_col(frame, "separation.vent_co2_rate")[1:] * dt))
+    lost = float(np.sum(_col(frame, "reactor.carbonate_rate")[1:] * dt))
+    made = _span(frame, "reactor.formate_produced")
+    held = _span(frame, "separation.separator_co2")
+    rec = _col(frame, "separation.co2_recycle_rate")
+    transit = (rec[-1] - rec[0]) * dt[0]
+    residual = fed - vented - lost - made - held - transit
+    return float(abs(residual) / max(fed, vented + lost + made, 1e-300))
+
+
+def _col(frame: pd.DataFrame, name: str) -> np.ndarray:
+    return frame[name].to_numpy()
+
+
+def _rel(residual: np.ndarray, *scales: np.ndarray, floor: Any = 0.0) -> float:
+    """Largest ``|residual|`` relative to the largest scale, row by row."""
+    scale = np.maximum.reduce([np.abs(s) for s in scales])
+    scale = np.maximum(scale, 1e-300)
+    ok = np.abs(residual) <= floor  # exact zeros (even where the scale is zero) or rounding
+    return float(np.max(np.where(ok, 0.0, np.abs(residual) / scale), initial=0.0))
+
+
+def _resolution(stock: np.ndarray, dt: np.ndarray) -> np.ndarray:
+    """Smallest rate a stock's change between rows can show: a flow below it vanishes
+    in rounding, so a residual that size is no imbalance, whatever the flow."""
+    return 2.0 * np.spacing(np.maximum(np.abs(stock[:-1]), np.abs(stock[1:]))) / dt

@@ -35,7 +35,7 @@ def plot_signals(
     scale, unit = (3600.0, "h") if span > 7200 else (60.0, "min") if span > 300 else (1.0, "s")
     fig, axes = plt.subplots(len(present), 1, sharex=True, figsize=(10, 1.6 * len(present) + 1))
     axes = list(axes) if len(present) > 1 else [axes]
-    for ax, (column, label) in zip(axes, present):
+    for ax, (column, label) in zip(axes, present, strict=True):
         ax.plot(times / scale, frame[column].to_numpy(), lw=1.2)
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
         ax.grid(alpha=0.3)

@@ -33,6 +33,8 @@ from .surrogates import models_for_build
 from .scenario_schema import (
     NOT_IN_FILES,
     PLANT_TAGS,
+    CsvSpec,
+    EventSpec,
     InputSpec,
     ParameterEvent,
     PlainFaultEvent,
@@ -40,6 +42,7 @@ from .scenario_schema import (
     PumpEvent,
     RampEvent,
     Scenario,
+    SensorEvent,
     SetEvent,
     SupplyDropEvent,
 )
@@ -204,12 +207,13 @@ def parse_scenario(
         errors = [_untagged(err) for err in exc.errors()]
         problems += [_describe(err) for err in errors]
         partial, timing, index = _without_errors(data, errors)
+        rest: Scenario | None
         try:
-            scenario = Scenario.model_validate({**partial, **extra})
+            rest = Scenario.model_validate({**partial, **extra})
         except ValidationError:
-            scenario = None
-        if scenario is not None:
-            problems += Semantics(scenario, timing=timing, event_index=index["events"],
+            rest = None
+        if rest is not None:
+            problems += Semantics(rest, timing=timing, event_index=index["events"],
                                   connection_index=index["connections"]).check()
         raise ScenarioError(problems, source) from None
     problems += Semantics(scenario).check()
@@ -252,17 +256,18 @@ def _without_errors(
             timing = False
         section = data.get(head)
         if head in _SECTIONS and len(loc) >= 2 and isinstance(section, Mapping):
-            if head not in copied:
-                data[head] = section = {
+            if head not in copied:  # copied once, so the caller's data stays as it was
+                data[head] = {
                     k: dict(v) if isinstance(v, Mapping) else v for k, v in section.items()
                 }
                 copied.add(head)
-            inner = section.get(loc[1])
+            own: dict[Any, Any] = data[head]
+            inner = own.get(loc[1])
             if (head == "plant" and len(loc) >= 3 and isinstance(inner, dict)
                     and loc[2] != "[key]" and loc[2] in inner):
                 del inner[loc[2]]
             else:
-                section.pop(loc[1], None)
+                own.pop(loc[1], None)
         elif head in _LISTS and len(loc) >= 2 and isinstance(loc[1], int) \
                 and isinstance(section, list):
             dropped[head].add(loc[1])
@@ -305,6 +310,30 @@ def _shown(value: Any) -> str:
     return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
+_MAPPING_TYPES = ("dict_type", "model_type", "model_attributes_type")
+
+#: pydantic error type -> our message; fields: ``where``, ``found`` and the error's context
+_MESSAGES = {
+    "extra_forbidden": "{where}: unknown key",
+    "missing": "{where}: required key missing",
+    "union_tag_not_found": "{where}.type: required key missing (it says which kind of event this is)",
+    **dict.fromkeys(_MAPPING_TYPES, "{where}: expected a mapping, found {found}"),
+    "list_type": "{where}: expected a list, found {found}",
+    "tuple_type": "{where}: expected a list, found {found}",
+    "too_short": "{where}: expected at least {min_length} item(s), found {actual_length}: {found}",
+    "too_long": "{where}: expected at most {max_length} item(s), found {actual_length}: {found}",
+    "string_too_short": "{where}: expected text of at least {min_length} character(s), found {found}",
+    "string_too_long": "{where}: expected text of at most {max_length} characters, found {found}",
+}
+
+
+class _Fields(dict[str, Any]):
+    """Fields of a message; a context entry pydantic did not give reads as None."""
+
+    def __missing__(self, key: str) -> None:
+        return None
+
+
 def _describe(err: Mapping[str, Any]) -> str:
     loc = tuple(err["loc"])
     if len(loc) >= 2 and loc[0] == "events" and isinstance(loc[1], int) and len(loc) > 2:
@@ -315,34 +344,14 @@ def _describe(err: Mapping[str, Any]) -> str:
     where = _path(loc)
     if loc and loc[-1] == "[key]":  # a mapping key failed, e.g. an empty input name
         where, found = f"{_path(loc[:-2])} (a key)", loc[-2]
-    if kind == "extra_forbidden":
-        return f"{where}: unknown key"
-    if kind == "missing":
-        return f"{where}: required key missing"
     if kind == "union_tag_invalid":
         tag = found.get("type") if isinstance(found, Mapping) else found
         return f"{where}.type: expected one of {ctx.get('expected_tags', '?')}, found {_shown(tag)}"
-    if kind == "union_tag_not_found":
-        return f"{where}.type: required key missing (it says which kind of event this is)"
-    if kind in ("dict_type", "model_type", "model_attributes_type"):
-        if loc == ("plant",):
-            return (f"{where}: expected a mapping of parameter overrides, or false for no "
-                    f"plant, found {_shown(found)}")
-        return f"{where}: expected a mapping, found {_shown(found)}"
-    if kind in ("list_type", "tuple_type"):
-        return f"{where}: expected a list, found {_shown(found)}"
-    if kind == "too_short":
-        return (f"{where}: expected at least {ctx.get('min_length')} item(s), "
-                f"found {ctx.get('actual_length')}: {_shown(found)}")
-    if kind == "too_long":
-        return (f"{where}: expected at most {ctx.get('max_length')} item(s), "
-                f"found {ctx.get('actual_length')}: {_shown(found)}")
-    if kind == "string_too_short":
-        return (f"{where}: expected text of at least {ctx.get('min_length')} character(s), "
-                f"found {_shown(found)}")
-    if kind == "string_too_long":
-        return (f"{where}: expected text of at most {ctx.get('max_length')} characters, "
-                f"found {_shown(found)}")
+    if kind in _MAPPING_TYPES and loc == ("plant",):
+        return (f"{where}: expected a mapping of parameter overrides, or false for no "
+                f"plant, found {_shown(found)}")
+    if kind in _MESSAGES:
+        return _MESSAGES[kind].format_map(_Fields(ctx, where=where, found=_shown(found)))
     msg = err["msg"]
     msg = re.sub(r"^(Input should be |Value error, |Assertion failed, )", "expected ", msg).strip()
     if not msg.startswith("expected"):
@@ -352,39 +361,58 @@ def _describe(err: Mapping[str, Any]) -> str:
 
 # -- from scenario to simulation ----------------------------------------------------------
 def _profile(scenario: Scenario, spec: InputSpec | ProfileEvent) -> Profile:
-    if getattr(spec, "constant", None) is not None:
+    """The profile of an input or a profile event (the schema lets exactly one kind through)."""
+    if isinstance(spec, InputSpec) and spec.constant is not None:
         return Constant(spec.constant)
     if spec.steps is not None:
         return Steps(tuple(spec.steps))
-    if getattr(spec, "ramp", None) is not None:
+    if isinstance(spec, InputSpec) and spec.ramp is not None:
         r = spec.ramp
         return Ramp(r.initial, r.to, scenario.start + r.at, r.duration)
-    file = Path(spec.csv.path)
+    if spec.csv is None:  # only a spec built around the schema's checks gets here
+        raise ScenarioError("expected one of constant, steps, ramp, csv, found none",
+                            scenario.source)
+    return _csv_profile(scenario, spec.csv)
+
+
+def _csv_profile(scenario: Scenario, csv: CsvSpec) -> Table:
+    file = Path(csv.path)
     if not file.is_absolute():
         file = scenario.base_dir / file
-    times, values = read_csv_profile(file, spec.csv.time_column, spec.csv.column)
-    return Table(tuple(times), tuple(values), spec.csv.interpolation, spec.csv.hold)
+    times, values = read_csv_profile(file, csv.time_column, csv.column)
+    return Table(tuple(times), tuple(values), csv.interpolation, csv.hold)
 
 
-def _event(scenario: Scenario, spec: Any) -> Event:
-    at = spec.at
-    if isinstance(spec, SetEvent):
-        return SetInput(at, resolve_input(spec.target), spec.value)
-    if isinstance(spec, RampEvent):
-        return RampInput(at, resolve_input(spec.target), spec.to, spec.duration)
-    if isinstance(spec, ProfileEvent):
-        label = "steps" if spec.steps is not None else f"CSV {spec.csv.path}"
-        return SwitchProfile(at, resolve_input(spec.target), _profile(scenario, spec), label)
+def _event(scenario: Scenario, spec: EventSpec) -> Event:
+    """The engine event of an event in the file: input change, parameter change or fault."""
+    if isinstance(spec, (SetEvent, RampEvent, ProfileEvent)):
+        return _input_event(scenario, spec)
     if isinstance(spec, ParameterEvent):
-        return SetParameter(at, spec.target, spec.value)
+        return SetParameter(spec.at, spec.target, spec.value)
+    if isinstance(spec, SensorEvent):
+        mode = spec.type.removeprefix("sensor_")
+        return SensorFault(spec.at, spec.target, mode, rate=spec.rate, offset=spec.offset,
+                           std=spec.std)
+    return _plant_fault(spec)
+
+
+def _input_event(scenario: Scenario, spec: SetEvent | RampEvent | ProfileEvent) -> Event:
+    target = resolve_input(spec.target)
+    if isinstance(spec, SetEvent):
+        return SetInput(spec.at, target, spec.value)
+    if isinstance(spec, RampEvent):
+        return RampInput(spec.at, target, spec.to, spec.duration)
+    label = "steps" if spec.steps is not None or spec.csv is None else f"CSV {spec.csv.path}"
+    return SwitchProfile(spec.at, target, _profile(scenario, spec), label)
+
+
+def _plant_fault(spec: PumpEvent | SupplyDropEvent | PlainFaultEvent) -> Event:
+    """A plant fault: :data:`components.plant.FAULTS` makes it, with the value it takes."""
     if isinstance(spec, PumpEvent):
-        return FAULTS[spec.type](at, spec.pump)
+        return FAULTS[spec.type](spec.at, spec.pump)
     if isinstance(spec, SupplyDropEvent):
-        return FAULTS[spec.type](at, spec.fraction)
-    if isinstance(spec, PlainFaultEvent):
-        return FAULTS[spec.type](at)
-    mode = spec.type.removeprefix("sensor_")
-    return SensorFault(at, spec.target, mode, rate=spec.rate, offset=spec.offset, std=spec.std)
+        return FAULTS[spec.type](spec.at, spec.fraction)
+    return FAULTS[spec.type](spec.at)
 
 
 def build(scenario: Scenario) -> Simulation:
@@ -392,7 +420,7 @@ def build(scenario: Scenario) -> Simulation:
     components: dict[str, Any] = {}
     connections: list[Connection] = []
     try:
-        if scenario.has_plant:
+        if scenario.plant is not False:  # has_plant, spelled so that the type narrows
             components, connections = build_plant(scenario.plant, models=models_for_build(scenario))
         components.update(_components(scenario))
         connections += [Connection(c.source, c.target, delayed=c.delayed)
@@ -403,8 +431,8 @@ def build(scenario: Scenario) -> Simulation:
         )
         for name, spec in scenario.inputs.items():
             sim.drive(resolve_input(name), _profile(scenario, spec))
-        for spec in scenario.events:
-            sim.schedule(_event(scenario, spec))
+        for event in scenario.events:
+            sim.schedule(_event(scenario, event))
         sim.record(None if scenario.record.signals == "all" else scenario.record.signals,
                    every=scenario.record.every)
     except (WiringError, SimulationError) as exc:
@@ -423,7 +451,9 @@ def _components(scenario: Scenario) -> dict[str, Any]:
         if not path.is_absolute():
             path = scenario.base_dir / path
         try:
-            out[name] = FMUComponent(path, measured=spec.measured, **spec.parameters)
+            # instance_name given, so that no FMU parameter can be taken for it
+            out[name] = FMUComponent(path, measured=spec.measured, instance_name=None,
+                                     **spec.parameters)
         except (FMUError, WiringError) as exc:
             _close(out.values())
             raise ScenarioError(f"components.{name}: {exc}", scenario.source) from None

@@ -8,13 +8,16 @@ import csv
 import fnmatch
 import math
 import re
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from components.plant import INPUTS, STAGES, build_plant, resolve_input
 
+from cosim.component import Component
 from cosim.errors import FMUError, ScenarioError, WiringError
 from cosim.graph import Connection, Graph, check_connection, split_signal
+from cosim.ports import Port
 from cosim.profiles import Table
 from cosim.recorder import FORMATS
 from .surrogates import load_models
@@ -55,11 +58,11 @@ class Semantics:
         self.connection_index = connection_index
         self.problems: list[str] = []
         #: component name -> class: the plant's stages, then the scenario's components
-        self.stages: dict[str, type] = dict(STAGES) if scenario.has_plant else {}
+        self.stages: dict[str, type[Component]] = dict(STAGES) if scenario.has_plant else {}
         #: scenario components whose file could not be read (their ports are unknown)
         self.broken: set[str] = set()
         self._components()
-        self.ports = {}
+        self.ports: dict[str, Port] = {}
         for cname, cls in self.stages.items():
             for port in cls.inputs:
                 self.ports[f"{cname}.{port.name}"] = port
@@ -228,7 +231,7 @@ class Semantics:
                      f"{MAX_RECORD_BYTES / 2**30:.0f} GiB: raise record.every or record fewer signals")
 
     def _plant(self) -> None:
-        if not self.s.has_plant:
+        if self.s.plant is False:  # not has_plant, spelled so that the type narrows
             return
         for cname, params in self.s.plant.items():
             cls = STAGES.get(cname)
@@ -287,7 +290,7 @@ class Semantics:
 
     def _steps(self, path: str, port: Any, steps: list[tuple[float, float]]) -> None:
         times = [t for t, _ in steps]
-        for i, (a, b) in enumerate(zip(times, times[1:])):
+        for i, (a, b) in enumerate(pairwise(times)):
             if b <= a:
                 self.add(f"{path}[{i + 1}]", f"expected a time after {a:g} s, found {b:g}")
         self._values(path, port, [(f"[{i}]", v) for i, (_, v) in enumerate(steps)])
@@ -314,7 +317,7 @@ class Semantics:
         elif spec.ramp is not None:
             r = spec.ramp
             self._values(path + ".ramp", port, [(".from", r.initial), (".to", r.to)])
-        else:
+        elif spec.csv is not None:  # the schema lets exactly one kind through
             table = self._csv(path + ".csv", port, spec.csv)
             if table is not None:
                 self._covers(path + ".csv", table, self.s.start, self.s.end)
@@ -329,7 +332,8 @@ class Semantics:
             self.add(path, "; ".join(exc.problems))
             return None
         self._values(f"{path} ({file.name}", port,
-                     [(f" line {line}, column {spec.column!r})", v) for line, v in zip(lines, values)])
+                     [(f" line {line}, column {spec.column!r})", v)
+                      for line, v in zip(lines, values, strict=True)])
         return Table(tuple(times), tuple(values), spec.interpolation, spec.hold)
 
     #: the only value fields that each kind of sensor fault uses
@@ -337,55 +341,68 @@ class Semantics:
                       "sensor_noise": {"std"}, "sensor_freeze": set(), "sensor_clear": set()}
 
     def _event(self, path: str, event: Any) -> None:
-        s = self.s
         self._on_grid(path + ".at", event.at)
         if isinstance(event, (SetEvent, RampEvent, ProfileEvent)):
-            port = self._target(path + ".target", event.target)
-            if port is None:
-                return
-            if isinstance(event, SetEvent):
-                self._unit(path, port, event.unit)
-                self._values(path + ".value", port, [("", event.value)])
-            elif isinstance(event, RampEvent):
-                self._values(path + ".to", port, [("", event.to)])
-            elif event.steps is not None:
-                self._steps(path + ".steps", port, event.steps)
-            else:
-                table = self._csv(path + ".csv", port, event.csv)
-                if table is not None:  # the table's time 0 is the event time
-                    self._covers(path + ".csv", table, event.at, s.end, offset=event.at,
-                                 what="the run from the event on")
+            self._input_event(path, event)
         elif isinstance(event, ParameterEvent):
-            cname, _, pname = event.target.partition(".")
-            cls = self.stages.get(cname)
-            spec = next((p for p in cls.parameters if p.name == pname), None) if cls else None
-            if cname in self.broken:
-                pass
-            elif spec is None:
-                self.add(path + ".target", f"unknown parameter {event.target!r}; expected component.parameter")
-            elif not spec.tunable:
-                tunable = [f"{c}.{p.name}" for c, k in self.stages.items() for p in k.parameters
-                           if p.tunable]
-                self.add(path + ".target", f"{event.target} cannot change during a run; "
-                         f"tunable: {', '.join(tunable)}")
-            elif not spec.contains(event.value):
-                self.add(path + ".value", f"expected a value in {spec.bounds_text()}, found {event.value!r}")
+            self._parameter_event(path, event)
         elif isinstance(event, (PumpEvent, SupplyDropEvent, PlainFaultEvent)):
-            if not s.has_plant:
+            if not self.s.has_plant:
                 self.add(path + ".type", f"{event.type} acts on the plant, and this scenario "
                          "has none (plant: false)")
         elif isinstance(event, SensorEvent):
-            port = self.outputs.get(event.target)
-            if port is None and event.target.partition(".")[0] in self.broken:
-                pass
-            elif port is None or not port.measured:
-                measured = [n for n, p in self.outputs.items() if p.measured]
-                self.add(path + ".target", f"expected a measured signal ({', '.join(measured)}), "
-                         f"found {event.target!r}")
-            allowed = self._SENSOR_FIELDS[event.type]
-            for key in sorted({"rate", "offset", "std"} & event.model_fields_set - allowed):
-                self.add(f"{path}.{key}", f"unknown key for {event.type} (it takes "
-                         f"{', '.join(sorted(allowed)) or 'no value'})")
+            self._sensor_event(path, event)
+
+    def _input_event(self, path: str, event: SetEvent | RampEvent | ProfileEvent) -> None:
+        """The target is a drivable input; values, unit and CSV coverage fit it."""
+        port = self._target(path + ".target", event.target)
+        if port is None:
+            return
+        if isinstance(event, SetEvent):
+            self._unit(path, port, event.unit)
+            self._values(path + ".value", port, [("", event.value)])
+        elif isinstance(event, RampEvent):
+            self._values(path + ".to", port, [("", event.to)])
+        elif event.steps is not None:
+            self._steps(path + ".steps", port, event.steps)
+        elif event.csv is not None:  # the schema lets exactly one of steps, csv through
+            table = self._csv(path + ".csv", port, event.csv)
+            if table is not None:  # the table's time 0 is the event time
+                self._covers(path + ".csv", table, event.at, self.s.end, offset=event.at,
+                             what="the run from the event on")
+
+    def _parameter_event(self, path: str, event: ParameterEvent) -> None:
+        """The target is a known, tunable parameter and the value is within its bounds."""
+        cname, _, pname = event.target.partition(".")
+        cls = self.stages.get(cname)
+        spec = next((p for p in cls.parameters if p.name == pname), None) if cls else None
+        if cname in self.broken:
+            return
+        if spec is None:
+            self.add(path + ".target",
+                     f"unknown parameter {event.target!r}; expected component.parameter")
+        elif not spec.tunable:
+            tunable = [f"{c}.{p.name}" for c, k in self.stages.items() for p in k.parameters
+                       if p.tunable]
+            self.add(path + ".target", f"{event.target} cannot change during a run; "
+                     f"tunable: {', '.join(tunable)}")
+        elif not spec.contains(event.value):
+            self.add(path + ".value",
+                     f"expected a value in {spec.bounds_text()}, found {event.value!r}")
+
+    def _sensor_event(self, path: str, event: SensorEvent) -> None:
+        """The target is a measured output; only the value fields of its kind are given."""
+        port = self.outputs.get(event.target)
+        if port is None and event.target.partition(".")[0] in self.broken:
+            pass
+        elif port is None or not port.measured:
+            measured = [n for n, p in self.outputs.items() if p.measured]
+            self.add(path + ".target", f"expected a measured signal ({', '.join(measured)}), "
+                     f"found {event.target!r}")
+        allowed = self._SENSOR_FIELDS[event.type]
+        for key in sorted({"rate", "offset", "std"} & event.model_fields_set - allowed):
+            self.add(f"{path}.{key}", f"unknown key for {event.type} (it takes "
+                     f"{', '.join(sorted(allowed)) or 'no value'})")
 
     def _record(self) -> None:
         names = list(self.outputs) + [n for n in self.ports if n not in self.fed]
@@ -423,7 +440,9 @@ def _read_csv(path: Path, time_column: str, column: str) -> tuple[list[float], l
                     f"{path.name}: expected column(s) {', '.join(map(repr, missing))}, "
                     f"found columns: {', '.join(map(repr, header)) or 'none'}"
                 )
-            times, values, lines = [], [], []
+            times: list[float] = []
+            values: list[float] = []
+            lines: list[int] = []
             for row in reader:
                 line = reader.line_num
                 for col, out in ((time_column, times), (column, values)):
@@ -453,7 +472,7 @@ def _read_csv(path: Path, time_column: str, column: str) -> tuple[list[float], l
         raise ScenarioError(f"{path.name}: cannot read the file ({exc.strerror or exc})") from None
     if not times:
         raise ScenarioError(f"{path.name}: expected at least one data row, found none")
-    for line, a, b in zip(lines[1:], times, times[1:]):
+    for line, (a, b) in zip(lines[1:], pairwise(times), strict=True):
         if b <= a:
             raise ScenarioError(
                 f"{path.name} line {line}, column {time_column!r}: expected a time after "

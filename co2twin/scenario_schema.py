@@ -208,7 +208,8 @@ class SensorEvent(_EventBase):
 
 
 EventSpec = Annotated[
-    SetEvent | RampEvent | ProfileEvent | ParameterEvent | PumpEvent | SupplyDropEvent | PlainFaultEvent | SensorEvent,
+    SetEvent | RampEvent | ProfileEvent | ParameterEvent | PumpEvent | SupplyDropEvent
+    | PlainFaultEvent | SensorEvent,
     Field(discriminator="type"),
 ]
 

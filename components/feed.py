@@ -34,7 +34,8 @@ class Feed(Component):
     )
     outputs = (
         Port("gas_flow", "mL/min", 0.0, 20000.0, "total gas flow into the cell", start=100.0, measured=True),
-        Port("co2_fraction", "%", 0.0, 100.0, "CO2 share of the gas into the cell", start=100.0, measured=True),
+        Port("co2_fraction", "%", 0.0, 100.0, "CO2 share of the gas into the cell", start=100.0,
+             measured=True),
         Port("co2_flow", "mL/min", 0.0, 20000.0, "CO2 flow into the cell", start=100.0),
         Port("fresh_co2_rate", "mol/s", 0.0, 1.0, "fresh CO2 fed to the plant"),
         Port("recycle_co2_rate", "mol/s", 0.0, 1.0, "recycled CO2 fed back to the cell"),
@@ -54,9 +55,12 @@ class Feed(Component):
         Parameter("pump_time_constant", 1.0, "s", "pump lag", 0.0, 1e4),
         Parameter("dosing_time_constant", 120.0, "s", "electrolyte concentration mixing lag", 0.0, 1e6),
         Parameter("humidifier_time_constant", 30.0, "s", "humidifier lag", 0.0, 1e6),
-        Parameter("co2_supply_fraction", 1.0, "1", "share of the CO2 set point the supply can give", 0.0, 1.0, tunable=True),
-        Parameter("anolyte_pump_on", 1.0, "1", "0 when the anolyte pump has stopped", 0.0, 1.0, tunable=True),
-        Parameter("catholyte_pump_on", 1.0, "1", "0 when the catholyte pump has stopped", 0.0, 1.0, tunable=True),
+        Parameter("co2_supply_fraction", 1.0, "1", "share of the CO2 set point the supply can give",
+                  0.0, 1.0, tunable=True),
+        Parameter("anolyte_pump_on", 1.0, "1", "0 when the anolyte pump has stopped", 0.0, 1.0,
+                  tunable=True),
+        Parameter("catholyte_pump_on", 1.0, "1", "0 when the catholyte pump has stopped", 0.0, 1.0,
+                  tunable=True),
     )
     state_names = ("_co2", "_n2", "_an", "_cat", "_c_an", "_c_cat", "_rh", "_fed")
 
@@ -96,7 +100,7 @@ class Feed(Component):
             states = (self._co2, self._n2, self._an, self._cat, self._c_an, self._c_cat, self._rh)
             (self._co2, self._n2, self._an, self._cat, self._c_an, self._c_cat, self._rh) = (
                 target + (y - target) * (math.exp(-dt / tau) if tau > 0.0 else 0.0)
-                for y, target, tau in zip(states, targets, taus)
+                for y, target, tau in zip(states, targets, taus, strict=True)
             )
         fresh = gas_mol_s(self._co2)
         self._fed += fresh * dt

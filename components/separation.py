@@ -33,7 +33,8 @@ class Separation(Component):
         Port("n2_rate", "mol/s", 0.0, 1.0, "N2 in the cell outlet gas"),
         Port("formate_rate", "mol/s", 0.0, 1.0, "formate leaving the cell with the catholyte"),
         Port("catholyte_flow", "mL/min", 0.0, 1000.0, "catholyte flow through the cell", start=5.57),
-        Port("recycle_fraction", "1", 0.0, 1.0, "share of separated CO2 sent back to the feed", start=0.0),
+        Port("recycle_fraction", "1", 0.0, 1.0, "share of separated CO2 sent back to the feed",
+             start=0.0),
         Port("product_draw", "mL/min", 0.0, 1000.0, "product withdrawn from the tank", start=0.0),
     )
     outputs = (
@@ -54,7 +55,8 @@ class Separation(Component):
         Parameter("separator_volume_L", 0.25, "L", "separator gas headspace", 1e-6, 1e4),
         Parameter("tank_volume_L", 2.0, "L", "catholyte product tank volume", 1e-6, 1e6),
         Parameter("initial_formate_conc", 0.0, "mol/L", "formate in the tank at the start", 0.0, 30.0),
-        Parameter("initial_co2_fraction", 100.0, "%", "CO2 share of the separator gas at the start", 0.0, 100.0),
+        Parameter("initial_co2_fraction", 100.0, "%", "CO2 share of the separator gas at the start",
+                  0.0, 100.0),
     )
     state_names = ("_gas", "_tank")
 
@@ -74,10 +76,10 @@ class Separation(Component):
         exchange = xp.exp(-inflow / holdup * dt)
         safe_in = xp.maximum(inflow, 1e-300)
         steady = tuple(f / safe_in * holdup for f in feed)
-        after = tuple(s + (n - s) * exchange for n, s in zip(before, steady))
+        after = tuple(s + (n - s) * exchange for n, s in zip(before, steady, strict=True))
         self._gas = after
         if dt > 0.0:
-            out = tuple(f - (a - b) / dt for f, a, b in zip(feed, after, before))
+            out = tuple(f - (a - b) / dt for f, a, b in zip(feed, after, before, strict=True))
         else:
             out = tuple(inflow * n / holdup for n in after)
         recycle = inputs["recycle_fraction"] * out[0]
@@ -109,6 +111,8 @@ class Separation(Component):
             "tank_formate": self._tank,
             "tank_formate_conc": conc,
             "tank_formic_acid": conc * ec.M_HCOOH,
-            "cell_outlet_formate_conc": conc + xp.where(q_cat > 0.0, formate_in / xp.maximum(q_cat, 1e-300), 0.0),
+            "cell_outlet_formate_conc": (
+                conc + xp.where(q_cat > 0.0, formate_in / xp.maximum(q_cat, 1e-300), 0.0)
+            ),
             "product_draw_rate": draw_rate,
         }

@@ -10,13 +10,18 @@ valid order and is rejected with the cycle spelled out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from itertools import pairwise
+from typing import Any, Generic, TypeVar
 from collections.abc import Mapping
 
 from .component import Component
 from .errors import WiringError
 
 __all__ = ["Connection", "Graph", "check_connection", "split_signal"]
+
+#: what a graph wires: component instances (a simulation) or classes (checking a scenario),
+#: both of which declare their ports as class attributes
+C = TypeVar("C", Component, type[Component])
 
 
 @dataclass(frozen=True)
@@ -79,17 +84,16 @@ def check_connection(components: Mapping[str, Any], conn: Connection) -> list[st
     return problems
 
 
-class Graph:
-    """Validated wiring of named components; computes the Gauss–Seidel order.
+class Graph(Generic[C]):
+    """Validated wiring of named components (or component classes); computes the
+    Gauss–Seidel order.
 
     Every problem (unknown component or port, unit mismatch, an input fed twice,
     an undelayed cycle) is gathered and raised as one :class:`WiringError`.
     """
 
-    def __init__(
-        self, components: Mapping[str, Component], connections: list[Connection]
-    ) -> None:
-        self.components = dict(components)
+    def __init__(self, components: Mapping[str, C], connections: list[Connection]) -> None:
+        self.components: dict[str, C] = dict(components)
         self.connections = list(connections)
         problems: list[str] = []
         fed: dict[str, Connection] = {}
@@ -166,7 +170,7 @@ class Graph:
         first = cycle.index(min(cycle, key=names.index))
         cycle = cycle[first:] + cycle[:first + 1]  # start at the first declared component
         links = []
-        for a, b in zip(cycle, cycle[1:]):
+        for a, b in pairwise(cycle):
             conn = next(
                 c for c in connections
                 if not c.delayed

@@ -52,11 +52,11 @@ class Port:
 
     def bounds_text(self) -> str:
         """Human-readable interval, e.g. ``[0, 300] A``."""
-        return f"[{_fmt(self.lower)}, {_fmt(self.upper)}] {self.unit}"
+        return _bounds_text(self.lower, self.upper, self.unit)
 
     def contains(self, value: float) -> bool:
         """True when ``value`` is finite and within the bounds."""
-        return math.isfinite(value) and self.lower <= value <= self.upper
+        return _contains(self.lower, self.upper, value)
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,23 @@ class Parameter:
                 f"[{self.lower}, {self.upper}]"
             )
 
-    bounds_text = Port.bounds_text
-    contains = Port.contains
+    def bounds_text(self) -> str:
+        """Human-readable interval, e.g. ``[0, 1] 1``."""
+        return _bounds_text(self.lower, self.upper, self.unit)
+
+    def contains(self, value: float) -> bool:
+        """True when ``value`` is finite and within the bounds."""
+        return _contains(self.lower, self.upper, value)
+
+
+# Port and Parameter share these two through functions, not by borrowing each other's
+# methods, so that each class's methods are typed with its own ``self``.
+def _bounds_text(lower: float, upper: float, unit: str) -> str:
+    return f"[{_fmt(lower)}, {_fmt(upper)}] {unit}"
+
+
+def _contains(lower: float, upper: float, value: float) -> bool:
+    return math.isfinite(value) and lower <= value <= upper
 
 
 def _fmt(x: float) -> str:

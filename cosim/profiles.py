@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import pairwise
 from collections.abc import Sequence
 
 __all__ = ["Profile", "Constant", "Steps", "Ramp", "Table", "Shifted"]
@@ -48,12 +49,15 @@ class Steps(Profile):
     """
 
     points: tuple[tuple[float, float], ...]
+    # derived from ``points`` in __post_init__ (bisect needs the times alone); not a
+    # constructor argument and not part of equality or repr
+    _times: tuple[float, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.points:
             raise ValueError("steps profile needs at least one [time, value] pair")
         times = [p[0] for p in self.points]
-        if any(b <= a for a, b in zip(times, times[1:])):
+        if any(b <= a for a, b in pairwise(times)):
             raise ValueError(f"steps profile times must increase strictly, found {times}")
         object.__setattr__(self, "_times", tuple(times))
 
@@ -106,7 +110,7 @@ class Table(Profile):
     def __post_init__(self) -> None:
         if len(self.times) != len(self.values) or not self.times:
             raise ValueError("table profile needs equally many times and values (at least one)")
-        if any(b <= a for a, b in zip(self.times, self.times[1:])):
+        if any(b <= a for a, b in pairwise(self.times)):
             raise ValueError("table profile times must increase strictly")
         if self.interpolation not in ("linear", "previous"):
             raise ValueError(

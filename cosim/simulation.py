@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import simpy
 from simpy.events import Event as _SimpyEvent
+from simpy.events import EventPriority
 
 from .component import Component
 from .errors import SimulationError, WiringError
@@ -40,15 +41,15 @@ from .recorder import Recorder
 
 __all__ = ["Simulation"]
 
-_PRIO_EVENT = 1
-_PRIO_SOURCE = 2
+_PRIO_EVENT = EventPriority(1)
+_PRIO_SOURCE = EventPriority(2)
 _PRIO_COMPONENT = 10  # + Gauss–Seidel rank
 
 
 class _Tick(_SimpyEvent):
     """A timeout with an explicit priority (SimPy's Timeout always uses NORMAL)."""
 
-    def __init__(self, env: simpy.Environment, delay: int, priority: int) -> None:
+    def __init__(self, env: simpy.Environment, delay: int, priority: EventPriority) -> None:
         self.env = env
         self.callbacks = []
         self._value = None
@@ -63,7 +64,7 @@ class _Member:
     name: str
     component: Component
     every: int
-    priority: int
+    priority: EventPriority
     gather: list[tuple[str, int]] = field(default_factory=list)
     scatter: list[tuple[str, int]] = field(default_factory=list)
     faults: dict[int, list] = field(default_factory=dict)
@@ -111,56 +112,26 @@ class Simulation:
         self.order = graph.order
         self.step_size = float(step)
         self.start = float(start)
-        rates = dict(rates or {})
-        unknown = sorted(set(rates) - set(self.components))
-        if unknown:
-            raise WiringError(f"rates given for unknown component(s): {', '.join(unknown)}")
-        for name, every in rates.items():
-            if not (isinstance(every, int) and every >= 1):
-                raise WiringError(f"rate of {name} must be a whole number >= 1, found {every!r}")
+        rates = self._checked_rates(rates)
 
+        # one flat list of values, addressed by slot: outputs and unconnected inputs
+        # first (the signals), then the held values of delayed connections
         self._slots: dict[str, int] = {}
         self._units: list[str] = []
         self._values: list[Any] = []
         self._ports: dict[str, Any] = {}
-        for cname, comp in self.components.items():
-            for port in comp.outputs:
-                self._add_slot(f"{cname}.{port.name}", port)
-        self.external_inputs: list[str] = []
-        for cname, comp in self.components.items():
-            for port in comp.inputs:
-                name = f"{cname}.{port.name}"
-                if name not in graph.fed_inputs:
-                    self._add_slot(name, port)
-                    self.external_inputs.append(name)
-        self._n_signals = len(self._values)
-
-        self._delayed: list[tuple[int, int]] = []
-        held: dict[Connection, int] = {}
-        for conn in self.connections:
-            if conn.delayed:
-                held[conn] = len(self._values)
-                self._values.append(self._values[self._slots[conn.source]])
-                self._delayed.append((self._slots[conn.source], held[conn]))
-        self._held = held
-
-        self._members: dict[str, _Member] = {}
-        for rank, cname in enumerate(self.order):
-            comp = self.components[cname]
-            member = _Member(cname, comp, rates.get(cname, 1), _PRIO_COMPONENT + rank)
-            for port in comp.inputs:
-                name = f"{cname}.{port.name}"
-                conn = graph.fed_inputs.get(name)
-                if conn is None:
-                    member.gather.append((port.name, self._slots[name]))
-                elif conn.delayed:
-                    member.gather.append((port.name, held[conn]))
-                else:
-                    member.gather.append((port.name, self._slots[conn.source]))
-            member.scatter = [(p.name, self._slots[f"{cname}.{p.name}"]) for p in comp.outputs]
-            self._members[cname] = member
-        self._commit_priority = _PRIO_COMPONENT + len(self.order)
         self._fed = graph.fed_inputs
+        self.external_inputs: list[str] = self._add_signal_slots()
+        self._n_signals = len(self._values)
+        self._held: dict[Connection, int] = self._add_held_slots()
+        self._delayed: list[tuple[int, int]] = [
+            (self._slots[conn.source], slot) for conn, slot in self._held.items()
+        ]
+        self._members: dict[str, _Member] = {
+            cname: self._make_member(cname, rank, rates.get(cname, 1))
+            for rank, cname in enumerate(self.order)
+        }
+        self._commit_priority = EventPriority(_PRIO_COMPONENT + len(self.order))
 
         self._profiles: dict[str, Profile] = {
             name: Constant(self._ports[name].start) for name in self.external_inputs
@@ -172,12 +143,62 @@ class Simulation:
         self._true_slots: dict[int, int] = {}
         self._record_signals: list[str] | None = None
         self._record_every = 1
-        self.recorder: Recorder | None = None
-        self.env: simpy.Environment | None = None
+        self._recorder: Recorder | None = None
+        self._env: simpy.Environment | None = None
         self.seed = seed
         self.rng = np.random.default_rng(seed)
 
     # -- building ---------------------------------------------------------------------
+    def _checked_rates(self, rates: Mapping[str, int] | None) -> dict[str, int]:
+        """``rates`` as a dict, after checking every name and value."""
+        checked = dict(rates or {})
+        unknown = sorted(set(checked) - set(self.components))
+        if unknown:
+            raise WiringError(f"rates given for unknown component(s): {', '.join(unknown)}")
+        for name, every in checked.items():
+            if not (isinstance(every, int) and every >= 1):
+                raise WiringError(f"rate of {name} must be a whole number >= 1, found {every!r}")
+        return checked
+
+    def _add_signal_slots(self) -> list[str]:
+        """A slot for every output, then for every unconnected input; returns the latter."""
+        for cname, comp in self.components.items():
+            for port in comp.outputs:
+                self._add_slot(f"{cname}.{port.name}", port)
+        external: list[str] = []
+        for cname, comp in self.components.items():
+            for port in comp.inputs:
+                name = f"{cname}.{port.name}"
+                if name not in self._fed:
+                    self._add_slot(name, port)
+                    external.append(name)
+        return external
+
+    def _add_held_slots(self) -> dict[Connection, int]:
+        """A slot per delayed connection, holding its source's value from the previous step."""
+        held: dict[Connection, int] = {}
+        for conn in self.connections:
+            if conn.delayed:
+                held[conn] = len(self._values)
+                self._values.append(self._values[self._slots[conn.source]])
+        return held
+
+    def _make_member(self, cname: str, rank: int, every: int) -> _Member:
+        """The bookkeeping of component ``cname``: where it reads and writes its ports."""
+        comp = self.components[cname]
+        member = _Member(cname, comp, every, EventPriority(_PRIO_COMPONENT + rank))
+        for port in comp.inputs:
+            name = f"{cname}.{port.name}"
+            feed = self._fed.get(name)
+            if feed is None:
+                member.gather.append((port.name, self._slots[name]))
+            elif feed.delayed:
+                member.gather.append((port.name, self._held[feed]))
+            else:
+                member.gather.append((port.name, self._slots[feed.source]))
+        member.scatter = [(p.name, self._slots[f"{cname}.{p.name}"]) for p in comp.outputs]
+        return member
+
     def _add_slot(self, name: str, port: Any) -> None:
         self._slots[name] = len(self._values)
         self._values.append(float(port.start))
@@ -222,7 +243,7 @@ class Simulation:
     def schedule(self, event: Event) -> None:
         """Add an event; its time must lie on the step grid and not in the past."""
         k = self._grid_index(event.at, "event time")
-        if self.env is not None and k < self.env.now:
+        if self.started and k < self._k:
             raise SimulationError(f"event at {event.at:g} s is in the past (now {self.time:g} s)")
         if isinstance(event, SensorFault):
             self._require_measured(event.target)
@@ -230,7 +251,7 @@ class Simulation:
             self._tunable(event.target, event.value, running=True)
         item = _Scheduled(k, len(self._schedule), event)
         self._schedule.append(item)
-        if self.env is not None:
+        if self.started:
             self._arm(item)
 
     def _grid_index(self, t: float, what: str) -> int:
@@ -248,12 +269,34 @@ class Simulation:
     @property
     def time(self) -> float:
         """The time up to which the simulation has advanced (seconds)."""
-        now = self.env.now if self.env is not None else 0
+        now = self._k if self.started else 0
         return self.start + now * self.step_size
 
     @property
     def started(self) -> bool:
-        return self.env is not None
+        """True once :meth:`initialize` (or the first advance) has run."""
+        return self._env is not None
+
+    @property
+    def env(self) -> simpy.Environment:
+        """The SimPy environment of the run, which exists only once the simulation started."""
+        if self._env is None:
+            raise SimulationError(
+                "the simulation has not been initialised: call initialize(), advance_to() or run()"
+            )
+        return self._env
+
+    @property
+    def recorder(self) -> Recorder:
+        """The recorder of the run, which exists only once the simulation started."""
+        if self._recorder is None:
+            raise SimulationError("nothing recorded yet: call initialize(), advance_to() or run()")
+        return self._recorder
+
+    @property
+    def _k(self) -> int:
+        """The current step index: SimPy's clock here counts whole base steps."""
+        return int(self.env.now)
 
     def initialize(self) -> None:
         """Reset components, apply events at the start time, compute and record outputs at t0."""
@@ -271,8 +314,9 @@ class Simulation:
                 indices.append(tslot)
         self._record_indices = indices
         units = [self._units[self._slots[c.removesuffix(":true")]] for c in columns]
-        self.recorder = Recorder(columns, units, every=self._record_every)
-        self.env = simpy.Environment()
+        recorder = self._recorder = Recorder(columns, units, every=self._record_every)
+        # started from here on: the events applied below at t0 see a running simulation
+        self._env = simpy.Environment()
         for comp in self.components.values():
             comp.initialize(self.start)
         for name in self.external_inputs:
@@ -284,7 +328,7 @@ class Simulation:
             member = self._members[cname]
             self._step_member(member, self.start, 0.0)
         self._commit_values(self.start)
-        self.recorder.append(self.start, [self._values[i] for i in self._record_indices])
+        recorder.append(self.start, [self._values[i] for i in self._record_indices])
         self._start_processes()
 
     def _start_processes(self, *, resample: bool = False) -> None:
@@ -300,14 +344,14 @@ class Simulation:
 
     def advance_to(self, t: float) -> None:
         """Run until time ``t`` (on the step grid); outputs are then those at ``t``."""
-        if self.env is None:
+        if not self.started:
             self.initialize()
         k = self._grid_index(t, "advance_to time")
-        if k < self.env.now:
+        if k < self._k:
             raise SimulationError(
                 f"cannot go back from {self.time:g} s to {t:g} s; use get_state()/set_state()"
             )
-        if k > self.env.now:
+        if k > self._k:
             self.env.run(until=k)
 
     def step(self) -> None:
@@ -319,12 +363,12 @@ class Simulation:
 
         ``progress``: show a progress bar; by default only when stderr is a terminal.
         """
-        if self.env is None:
+        if not self.started:
             self.initialize()
         k_end = self._grid_index(until, "end time")
         if progress is None:
             progress = sys.stderr.isatty()
-        if not progress or k_end - self.env.now < 2:
+        if not progress or k_end - self._k < 2:
             self.advance_to(until)
         else:
             self._run_with_progress(k_end)
@@ -333,7 +377,8 @@ class Simulation:
     def _run_with_progress(self, k_end: int) -> None:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        k0 = self.env.now
+        env = self.env
+        k0 = self._k
         chunk = max(1, (k_end - k0) // 200)
         columns = (
             TextColumn("simulating"),
@@ -343,14 +388,12 @@ class Simulation:
         )
         with Progress(*columns, transient=True) as bar:
             task = bar.add_task("run", total=(k_end - k0) * self.step_size)
-            while self.env.now < k_end:
-                self.env.run(until=min(k_end, self.env.now + chunk))
-                bar.update(task, completed=(self.env.now - k0) * self.step_size)
+            while env.now < k_end:
+                env.run(until=min(k_end, env.now + chunk))
+                bar.update(task, completed=(env.now - k0) * self.step_size)
 
     def results(self) -> Any:
         """Recorded rows as a pandas DataFrame (units in ``attrs['units']``)."""
-        if self.recorder is None:
-            raise SimulationError("nothing recorded yet: call initialize(), advance_to() or run()")
         return self.recorder.frame(self.event_log)
 
     # -- processes --------------------------------------------------------------------
@@ -394,7 +437,7 @@ class Simulation:
         dt = every * base
         # even the first step waits for its priority: a process starts URGENT, which would
         # put it before the events and input changes due at the same time
-        yield _Tick(env, (-env.now) % every, prio)
+        yield _Tick(env, (-int(env.now)) % every, prio)
         while True:
             t = t0 + env.now * base
             if member.faults or member.truth:
@@ -463,17 +506,15 @@ class Simulation:
             nxt = profile.next_change(t0 + env.now * base)
             if nxt == math.inf:
                 return
-            if nxt == CONTINUOUS:
-                delay = 1
-            else:
-                delay = max(1, math.ceil((nxt - t0) / base - 1e-9) - env.now)
+            # a continuous change is sampled every step, a discrete one at its grid point
+            delay = 1 if nxt == CONTINUOUS else max(1, math.ceil((nxt - t0) / base - 1e-9) - int(env.now))
             yield _Tick(env, delay, _PRIO_SOURCE)
             if self._generation[name] != generation:
                 return
             self._values[slot] = self._checked_input(name, profile.value(t0 + env.now * base))
 
     def _arm(self, item: _Scheduled) -> None:
-        tick = _Tick(self.env, item.k - self.env.now, _PRIO_EVENT)
+        tick = _Tick(self.env, item.k - self._k, _PRIO_EVENT)
         tick.callbacks.append(lambda _: self._apply(item))
 
     def _apply(self, item: _Scheduled) -> None:
@@ -511,7 +552,7 @@ class Simulation:
             )
         value = self._checked_input(signal, profile.value(self.time))
         self._profiles[signal] = profile
-        if self.env is not None:
+        if self.started:
             self._values[self._slots[signal]] = value
             self._start_source(signal)
 
@@ -533,9 +574,9 @@ class Simulation:
 
         Before the start any parameter may change; during a run only tunable ones.
         """
-        comp, pname = self._tunable(target, value, running=self.env is not None)
+        comp, pname = self._tunable(target, value, running=self.started)
         old = getattr(comp.p, pname)
-        comp.set_parameter(pname, value, running=self.env is not None)
+        comp.set_parameter(pname, value, running=self.started)
         return old
 
     def _tunable(self, target: str, value: float, *, running: bool) -> tuple[Component, str]:
@@ -624,12 +665,12 @@ class Simulation:
     # -- checkpoints ------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
         """A snapshot to return to with :meth:`set_state` (model-predictive control, rollback)."""
-        if self.env is None:
+        if not self.started:
             raise SimulationError("get_state(): the simulation has not been initialised")
         import copy
 
         return {
-            "k": self.env.now,
+            "k": self._k,
             "values": list(self._values),
             "components": {n: c.get_state() for n, c in self.components.items()},
             "profiles": dict(self._profiles),
@@ -642,7 +683,7 @@ class Simulation:
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         """Return to a snapshot taken by :meth:`get_state` of this simulation."""
-        if self.env is None:
+        if not self.started:
             raise SimulationError("set_state(): the simulation has not been initialised")
         import copy
 
@@ -656,12 +697,12 @@ class Simulation:
         self.rng.bit_generator.state = copy.deepcopy(state["rng"])
         del self.event_log[state["events"]:]
         del self._schedule[state["schedule"]:]
-        self.env = simpy.Environment(initial_time=state["k"])
+        self._env = simpy.Environment(initial_time=state["k"])
         self.recorder.truncate(self.time)
         self._start_processes(resample=True)
 
     def _require_not_started(self, what: str) -> None:
-        if self.env is not None:
+        if self.started:
             raise SimulationError(f"{what} must be called before the simulation starts")
 
 

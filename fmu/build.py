@@ -155,7 +155,8 @@ def _compile_loader(tmp: Path, info: dict[str, Any]) -> Path:
         if '"' in info[key] or "\\" in info[key]:
             raise FMUError(f"{key} path {info[key]!r} contains a quote or backslash; cannot build the loader")
     out = tmp / f"{MODEL_IDENTIFIER}.so"
-    cmd = [gcc, "-shared", "-fPIC", "-O2", "-Wall", "-pthread", "-o", str(out), str(ROOT / "fmu" / "loader.c"),
+    cmd = [gcc, "-shared", "-fPIC", "-O2", "-Wall", "-pthread",
+           "-o", str(out), str(ROOT / "fmu" / "loader.c"),
            f'-DCO2TWIN_LIBPYTHON="{info["libpython"]}"',
            f'-DCO2TWIN_PYTHONHOME="{info["pythonhome"]}"',
            f'-DCO2TWIN_PYTHONFMU_LIB="{MODEL_IDENTIFIER}_pythonfmu.so"', "-ldl"]
@@ -187,12 +188,13 @@ def _fix_model_description(data: bytes, sc: Any) -> bytes:
     root = ET.fromstring(data)
     table = {v.name: v for v in variables(sc)}
     units: list[str] = []
-    model_vars = root.find("ModelVariables")
+    model_vars = _child(root, "ModelVariables")
     outputs: list[int] = []
     for index, sv in enumerate(model_vars.findall("ScalarVariable"), start=1):
-        var = table.get(sv.get("name"))
+        name = sv.get("name")
+        var = table.get(name) if name is not None else None
         if var is None:
-            raise FMUError(f"modelDescription.xml: variable {sv.get('name')} unknown to fmu/slave.py")
+            raise FMUError(f"modelDescription.xml: variable {name} unknown to fmu/slave.py")
         if var.description:
             sv.set("description", var.description)
         real = sv.find("Real")
@@ -214,7 +216,7 @@ def _fix_model_description(data: bytes, sc: Any) -> bytes:
     experiment = ET.Element("DefaultExperiment", startTime=repr(float(sc.start)),
                             stopTime=repr(float(sc.end)), stepSize=repr(float(sc.step)))
     root.insert([c.tag for c in root].index("ModelVariables"), experiment)
-    structure = root.find("ModelStructure")
+    structure = _child(root, "ModelStructure")
     for old in structure.findall("InitialUnknowns"):
         structure.remove(old)
     if outputs:
@@ -224,4 +226,13 @@ def _fix_model_description(data: bytes, sc: Any) -> bytes:
     del children
     ET.indent(root)
     return ET.tostring(root, encoding="UTF-8", xml_declaration=True)
+
+
+def _child(root: ET.Element, tag: str) -> ET.Element:
+    """The ``<tag>`` element under ``root``, which every FMI 2.0 model description has."""
+    element = root.find(tag)
+    if element is None:
+        raise FMUError(f"modelDescription.xml written by PythonFMU has no <{tag}> element; "
+                       "is pythonfmu the pinned 0.7.0?")
+    return element
 

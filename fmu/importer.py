@@ -43,6 +43,7 @@ import tempfile
 import weakref
 import zipfile
 from collections.abc import Iterable, Mapping
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, ClassVar
 from xml.etree import ElementTree
@@ -225,7 +226,8 @@ def _describe(path: Path, md: Any, measured: Iterable[str]) -> dict[str, Any]:
     inputs: list[Port] = []
     outputs: list[Port] = []
     parameters: list[Parameter] = []
-    refs: dict[str, tuple[str, int]] = {}  # port or parameter name -> (type, value reference)
+    # (causality, port or parameter name) -> (type, value reference)
+    refs: dict[tuple[str, str], tuple[str, int]] = {}
     names: dict[str, tuple[str, str]] = {}  # FMU name -> (causality, identifier)
     seen: dict[tuple[str, str], str] = {}
     measured = set(measured)
@@ -491,10 +493,8 @@ class FMUComponent(Component):
         slave = self._res["slave"]
         while self._res["handles"]:
             handle = self._res["handles"].pop()
-            try:
+            with suppress(Exception):  # freeing must not raise
                 slave.freeFMUstate(handle)
-            except Exception:  # noqa: BLE001, S110 -- freeing must not raise
-                pass
 
 
 class _Handle:
@@ -514,21 +514,16 @@ def _release(res: dict) -> None:
     """Terminate and free the instance, then delete the extracted files; never raises."""
     slave, res["slave"] = res["slave"], None
     if slave is not None:
+        # freeing must not raise: each step is tried whatever the one before did
         for handle in res["handles"]:
-            try:
+            with suppress(Exception):
                 slave.freeFMUstate(handle)
-            except Exception:  # noqa: BLE001, S110 -- freeing must not raise
-                pass
         res["handles"].clear()
         if res["state"] == "running":
-            try:
+            with suppress(Exception):
                 slave.terminate()
-            except Exception:  # noqa: BLE001, S110 -- freeing must not raise
-                pass
-        try:
+        with suppress(Exception):
             slave.freeInstance()
-        except Exception:  # noqa: BLE001, S110 -- freeing must not raise
-            pass
     res["state"] = "closed"
     directory, res["dir"] = res["dir"], None
     if directory is not None:

@@ -75,9 +75,7 @@ def modelica_ident(name: str) -> str:
 def imported_class_name(md: Any) -> str:
     """The class (and file stem) importFMU generates: ``<modelIdentifier>_<type>_FMU``."""
     me, cs = getattr(md, "modelExchange", None), getattr(md, "coSimulation", None)
-    if md.fmiVersion.startswith("1."):
-        if cs is None:
-            return f"{me.modelIdentifier}_me_FMU"
+    if md.fmiVersion.startswith("1.") and cs is not None:
         raise FMUError("FMI 1.0 co-simulation FMUs are not supported here")
     if me is not None and cs is not None:
         return f"{me.modelIdentifier}_me_cs_FMU"
@@ -183,6 +181,7 @@ def omsimulator_script(md: Any, fmu_path: str | Path) -> str:
     inputs = fmu_inputs(md)
     starts = "\n".join(f"    {i.name!r}: {_real(i.start)},  # {i.unit or '-'}" for i in inputs)
     current = next(i for i in inputs if i.name == CURRENT)
+    current_after, current_unit = _real(round(current.start * STEP_FACTOR, 9)), current.unit or "-"
     return f'''"""Run the co2twin FMU for 1 h at 1 s steps in OMSimulator and write a result file.
 
 {_NOT_RUN}.
@@ -204,7 +203,7 @@ COMPONENT = SYSTEM + ".co2twin"
 INPUTS = {{
 {starts}
 }}
-STEP_AT, CURRENT_AFTER = {_real(STEP_AT)}, {_real(round(current.start * STEP_FACTOR, 9))}  # s, {current.unit or '-'}
+STEP_AT, CURRENT_AFTER = {_real(STEP_AT)}, {current_after}  # s, {current_unit}
 
 
 def check(status, what):

@@ -17,12 +17,15 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pythonfmu import Fmi2Causality, Fmi2Slave, Fmi2Variability, Real, String
 from pythonfmu.enums import Fmi2Initial, Fmi2Status
 
 from cosim.errors import CosimError, FMUError
+
+if TYPE_CHECKING:
+    from cosim import Simulation
 
 __all__ = ["INPUT_NAMES", "OUTPUT_SIGNALS", "SCENARIO_FILE", "Co2Twin", "FmuVariable", "variables"]
 
@@ -124,7 +127,7 @@ class Co2Twin(Fmi2Slave):
         self._models_packed = dict(self._models)
         self._built_with: tuple[Any, ...] | None = None
         self._start_time = float(sc.start)
-        self._sim: Any = None
+        self._sim: Simulation  # assigned by _build(), which also initialises it
         self._build()
         self._inputs = {n: float(self._sim.get(self._signal(n))) for n in INPUT_NAMES}
         self._applied = dict(self._inputs)

@@ -144,6 +144,28 @@ def plant() -> Callable[..., Simulation]:
     return make
 
 
+@pytest.fixture(scope="session")
+def shipped_run() -> Callable[[Path], tuple[Any, Any]]:
+    """``shipped_run(path)``: the scenario file loaded and run, once per session (``(scenario, frame)``).
+
+    The 24 h scenario is checked by two tests (balances, and accumulation over the day); this
+    runs it once for both. Each call returns its own copy of the frame.
+    """
+    from co2twin import load_scenario, run
+
+    done: dict[Path, tuple[Any, Any]] = {}
+
+    def get(path: Path) -> tuple[Any, Any]:
+        key = Path(path).resolve()
+        if key not in done:
+            scenario = load_scenario(key)
+            done[key] = scenario, run(scenario, progress=False)
+        scenario, frame = done[key]
+        return scenario, frame.copy()
+
+    return get
+
+
 #: the VALCO2T twin's four Keras models; CI has them beside the repository, never inside it
 #: (found as the twin finds them: CO2TWIN_VALCO2T_DIR, else shared/valco2t/models above)
 VALCO2T_MODELS = default_dir() or Path(__file__).resolve().parents[2] / "shared" / "valco2t" / "models"
@@ -158,6 +180,14 @@ def valco2t_models() -> Path:
                          "tests need ../shared/valco2t beside the repository, or "
                          "CO2TWIN_VALCO2T_DIR naming its models folder")
     return VALCO2T_MODELS
+
+
+@pytest.fixture(scope="session")
+def scenario_schema() -> dict[str, Any]:
+    """The JSON Schema of scenario files, as ``co2twin.json_schema()`` gives it."""
+    import co2twin
+
+    return co2twin.json_schema()
 
 
 @pytest.fixture(scope="session")

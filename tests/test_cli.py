@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import yaml
 
 from cosim.recorder import read_results
 
@@ -274,126 +273,19 @@ def test_json_report_never_contains_nan_or_infinity():
     json.dumps(report, allow_nan=False)
 
 
-# -- schema -----------------------------------------------------------------------------
-def _errors(instance, schema, root, where="$"):
-    """A small JSON Schema (2020-12 subset) validator: the problems of ``instance``."""
-    if "$ref" in schema:
-        target = root
-        for part in schema["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        return _errors(instance, target, root, where)
-    out = []
-    for key in ("anyOf", "oneOf"):
-        if key in schema:
-            passing = sum(not _errors(instance, option, root, where) for option in schema[key])
-            if passing == 0 or (key == "oneOf" and passing > 1):
-                out.append(f"{where}: {passing} of the {key} options match")
-    types = schema.get("type")
-    if types is not None:
-        kinds = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
-        ok = False
-        for t in [types] if isinstance(types, str) else types:
-            if t in ("number", "integer"):
-                ok |= isinstance(instance, (int, float)) and not isinstance(instance, bool) and (
-                    t == "number" or float(instance).is_integer())
-            else:
-                ok |= isinstance(instance, kinds[t])
-        if not ok:
-            return out + [f"{where}: expected {types}, found {instance!r}"]
-    if "enum" in schema and instance not in schema["enum"]:
-        out.append(f"{where}: {instance!r} not in {schema['enum']}")
-    if "const" in schema and instance != schema["const"]:
-        out.append(f"{where}: {instance!r} is not {schema['const']!r}")
-    if isinstance(instance, (int, float)) and not isinstance(instance, bool):
-        for key, bad in (("minimum", lambda v, b: v < b), ("maximum", lambda v, b: v > b),
-                         ("exclusiveMinimum", lambda v, b: v <= b),
-                         ("exclusiveMaximum", lambda v, b: v >= b)):
-            if key in schema and bad(instance, schema[key]):
-                out.append(f"{where}: {instance!r} violates {key} {schema[key]}")
-    if isinstance(instance, str):
-        if len(instance) < schema.get("minLength", 0) or len(instance) > schema.get("maxLength", math.inf):
-            out.append(f"{where}: length of {instance!r}")
-        if "pattern" in schema and not re.search(schema["pattern"], instance):
-            out.append(f"{where}: {instance!r} does not match {schema['pattern']}")
-    if isinstance(instance, list):
-        if not schema.get("minItems", 0) <= len(instance) <= schema.get("maxItems", math.inf):
-            out.append(f"{where}: {len(instance)} items")
-        prefix = schema.get("prefixItems", [])
-        for i, item in enumerate(instance):
-            sub = prefix[i] if i < len(prefix) else schema.get("items")
-            if isinstance(sub, dict):
-                out += _errors(item, sub, root, f"{where}[{i}]")
-    if isinstance(instance, dict):
-        props = schema.get("properties", {})
-        out += [f"{where}: missing {k}" for k in schema.get("required", []) if k not in instance]
-        for key, value in instance.items():
-            if "propertyNames" in schema:
-                out += _errors(key, schema["propertyNames"], root, f"{where} key {key!r}")
-            if key in props:
-                out += _errors(value, props[key], root, f"{where}.{key}")
-            elif schema.get("additionalProperties") is False:
-                out.append(f"{where}: unknown key {key!r}")
-            elif isinstance(schema.get("additionalProperties"), dict):
-                out += _errors(value, schema["additionalProperties"], root, f"{where}.{key}")
-    return out
-
-
-@pytest.fixture(scope="module")
-def schema():
+# -- schema (what it allows: test_schema.py) ---------------------------------------------
+def test_schema_prints_the_scenario_json_schema(scenario_schema):
+    """`co2twin schema` prints ``co2twin.json_schema()`` as JSON on stdout."""
     done = co2twin("schema")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    assert done.returncode == 0 and no_traceback(done), done.stderr
+    assert json.loads(done.stdout) == scenario_schema
 
 
-def test_schema_is_json_with_the_top_level_keys_and_no_others(schema):
-    """`co2twin schema` prints a JSON Schema: name/duration/step/inputs/events, nothing else allowed."""
-    assert schema["$schema"].startswith("https://json-schema.org/")
-    assert {"name", "duration", "step", "inputs", "events"} <= set(schema["properties"])
-    assert {"base_dir", "source"}.isdisjoint(schema["properties"])
-    assert schema["additionalProperties"] is False
-    assert set(schema["required"]) == {"name", "duration", "step"}
-
-
-def test_schema_uses_only_json_schema_keywords_for_bounds(schema):
-    """Bounds appear as minimum/exclusiveMinimum..., never as pydantic's gt/ge/lt/le (ignored by editors)."""
-    text = json.dumps(schema)
-    assert not re.search(r'"(gt|ge|lt|le|allow_inf_nan)":', text), text
-
-
-@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
-def test_schema_accepts_the_shipped_scenarios(schema, path):
-    """Every shipped scenario (durations as text, bare-number inputs, events) fits the schema."""
-    document = yaml.safe_load(path.read_text())
-    assert _errors(document, schema, schema) == []
-    try:
-        import jsonschema
-    except ImportError:
-        return
-    jsonschema.Draft202012Validator(schema).validate(document)
-
-
-@pytest.mark.parametrize("change, fragment", [
-    ({"colour": "blue"}, "unknown key 'colour'"),
-    ({"duration": "soon"}, "$.duration"),
-    ({"step": -1}, "$.step"),
-    ({"inputs": {"current": "lots"}}, "$.inputs.current"),
-    ({"events": [{"at": 1, "type": "explode"}]}, "$.events[0]"),
-    ({"events": [{"at": 1, "type": "set", "target": "current"}]}, "$.events[0]"),
-    ({"events": [{"at": 1, "type": "co2_supply_drop", "fraction": 2}]}, "$.events[0]"),
-    ({"events": [{"at": -1, "type": "power_trip"}]}, "$.events[0]"),
-])
-def test_schema_rejects_what_the_loader_rejects(schema, change, fragment):
-    """The schema is not vacuous: unknown keys, bad durations, inputs and events fail it."""
-    document = {"name": "t", "duration": "1 h", "step": 1, "inputs": {"current": 5}, **change}
-    errors = _errors(document, schema, schema)
-    assert any(fragment in e for e in errors), errors
-
-
-def test_schema_to_a_file(tmp_path, schema):
+def test_schema_to_a_file(tmp_path, scenario_schema):
     """`co2twin schema -o FILE` writes the same schema; an unwritable path is a clean error."""
     out = tmp_path / "scenario.schema.json"
     assert co2twin("schema", "-o", str(out)).returncode == 0
-    assert json.loads(out.read_text()) == schema
+    assert json.loads(out.read_text()) == scenario_schema
     done = co2twin("schema", "-o", str(tmp_path / "no" / "such" / "dir" / "s.json"))
     assert done.returncode == 1 and no_traceback(done)
     assert "No such file or directory" in done.stderr

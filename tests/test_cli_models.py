@@ -1,4 +1,5 @@
-"""``co2twin data generate``, ``train``, ``models report|check|show`` and the run path, as a user runs them."""
+"""``co2twin data generate``, ``train``, ``models report|check|show`` and the run path, as a user runs
+them."""
 from __future__ import annotations
 
 import json

@@ -212,7 +212,7 @@ def _cases():
         "hydroxide_step": (lambda oh, c, q, i, xp:
                            ec.hydroxide_step(oh, c, q, i, P.anolyte_volume_L, v["dt"], xp),
                            (v["oh"], v["c_an"], v["q_an"], v["current"]), True),
-        "ph_from_hydroxide": (lambda oh, xp: ec.ph_from_hydroxide(oh, xp), (v["oh"],), True),
+        "ph_from_hydroxide": (ec.ph_from_hydroxide, (v["oh"],), True),
         "cell_voltage": (lambda i, t, p, ca, cc, q, h, d, xp:
                          ec.cell_voltage(i, t, p, ca, cc, q, h, d, P, xp),
                          (v["current"], v["temperature"], ph, v["c_an"], v["c_cat"], v["q_cat"],

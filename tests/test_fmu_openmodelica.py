@@ -121,12 +121,18 @@ def test_omsimulator_script_compiles_and_sets_every_input(generated, fmu_path, i
 
 
 def test_naming_rules_follow_openmodelica_importer() -> None:
+    """Names map as OpenModelica's importer does: `.`, `[`, `,` to `_`; classes get _cs/_me/_me_cs_FMU."""
     assert modelica_ident("reactor.cell_voltage") == "reactor_cell_voltage"
     assert modelica_ident("x[1,2]") == "x_1_2_"
     cs = SimpleNamespace(modelIdentifier="M")
-    assert imported_class_name(SimpleNamespace(fmiVersion="2.0", coSimulation=cs, modelExchange=None)) == "M_cs_FMU"
-    assert imported_class_name(SimpleNamespace(fmiVersion="2.0", coSimulation=None, modelExchange=cs)) == "M_me_FMU"
-    assert imported_class_name(SimpleNamespace(fmiVersion="2.0", coSimulation=cs, modelExchange=cs)) == "M_me_cs_FMU"
+
+    def described(co_simulation: SimpleNamespace | None,
+                  model_exchange: SimpleNamespace | None) -> SimpleNamespace:
+        return SimpleNamespace(fmiVersion="2.0", coSimulation=co_simulation, modelExchange=model_exchange)
+
+    assert imported_class_name(described(cs, None)) == "M_cs_FMU"
+    assert imported_class_name(described(None, cs)) == "M_me_FMU"
+    assert imported_class_name(described(cs, cs)) == "M_me_cs_FMU"
 
 
 def test_cli_writes_the_files_and_refuses_non_fmus(fmu_path: Path, tmp_path: Path) -> None:

@@ -50,7 +50,8 @@ def odd_dir(keras: Any, model_card: Any, trained_dir: Path, tmp_path_factory: py
     network(keras, ("current_density", "weird", "strange"), seed=5).save(folder / "odd.keras")
     # a card in other units than the signal
     network(keras, ("current_density", "gas_flow"), seed=6).save(folder / "units.keras")
-    card = model_card("outlet_co2_fraction", "nn", {"current_density": (0.0, 300.0), "gas_flow": (0.0, 200.0)}).to_dict()
+    card = model_card("outlet_co2_fraction", "nn",
+                      {"current_density": (0.0, 300.0), "gas_flow": (0.0, 200.0)}).to_dict()
     card["inputs"][0]["unit"] = "A/cm2"
     (folder / "units.card.json").write_text(json.dumps(card), encoding="utf-8")
     # not a zip, and a zip without weights

@@ -209,8 +209,8 @@ def test_reactor_arrays_match_one_variant_at_a_time():
         "humidity": rng.uniform(0.0, 100.0, (steps, n)),
         "ambient_temperature": rng.uniform(0.0, 40.0, (steps, n)),
     }
-    for name in series:  # zero flows, zero current and the nominal point among the variants
-        series[name][:, 0] = 0.0
+    for values in series.values():  # zero flows, zero current and the nominal point among the variants
+        values[:, 0] = 0.0
     series["current"][:, 1] = 5.0
     vector = Reactor()
     vector.initialize(0.0)

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -224,23 +223,24 @@ def test_predict_accepts_a_mapping_by_input_name() -> None:
 
 
 @needs_valco2t
-def test_one_sample_takes_microseconds_and_batches_are_vectorised() -> None:
-    """predict_one runs in tens of microseconds at most and 10,000 samples go in one vectorised pass."""
+def test_a_batch_gives_what_one_sample_at_a_time_gives() -> None:
+    """predict on N rows (any order, any row count) returns (N, 1) float64 equal to N predict_one calls."""
+    # speed (one-sample latency, batch throughput) is measured by `co2twin bench`, not asserted here
     net = load_keras(V_MODEL)
-    values = [2.0, 1.5, 2.5, 5.5, 5.5, 3.0]
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(2000):
-            net.predict_one(values)
-        best = min(best, (time.perf_counter() - start) / 2000)
-    assert best < 50e-6
-    x = np.random.default_rng(7).normal(3, 2, (10_000, 6))
-    start = time.perf_counter()
+    rng = np.random.default_rng(7)
+    x = rng.normal(3, 2, (1000, 6))
     y = net.predict(x)
-    assert time.perf_counter() - start < 0.05
-    assert y.shape == (10_000, 1) and y.dtype == np.float64
-    assert y[123, 0] == pytest.approx(net.predict_one(x[123]), abs=1e-12)
+    assert y.shape == (1000, 1) and y.dtype == np.float64
+    one_at_a_time = [net.predict_one(row) for row in x]
+    assert all(isinstance(v, float) for v in one_at_a_time)
+    np.testing.assert_allclose(y[:, 0], one_at_a_time, rtol=1e-12, atol=1e-12)
+    order = rng.permutation(len(x))
+    np.testing.assert_allclose(net.predict(x[order]), y[order], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(net.predict(x[:1]), y[:1], rtol=1e-12, atol=1e-12)
+    assert net.predict(np.empty((0, 6))).shape == (0, 1)
+    from_lists = net.predict(x[:10].tolist())
+    assert from_lists.dtype == np.float64
+    np.testing.assert_allclose(from_lists, y[:10], rtol=1e-12, atol=1e-12)
 
 
 @needs_valco2t

@@ -104,7 +104,7 @@ def _law(reading: float) -> float:
 
 
 def test_advance_to_from_outside_matches_run(tiny):
-    """`i: Integrator(1) -> f: Follower(1)`, u set from f.y between steps == run() with the same u as events."""
+    """`i: Integrator(1) -> f: Follower(1)`, u set from f.y between steps == run() with that u as events."""
     sim = _loop(tiny)
     sim.initialize()
     applied = []

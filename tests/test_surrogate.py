@@ -65,7 +65,8 @@ def sample() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def unit_models(keras: Any, model_card: Any, sample: np.ndarray, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def unit_models(keras: Any, model_card: Any, sample: np.ndarray,
+                tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """fe_formate as nn and hybrid (same network, output straddling 0) and an outlet CO2 nn, with cards.
 
     Returns ``{"dir", "keras": the fe network in Keras, "fe_nn", "fe_hybrid", "outlet_nn"}`` (paths).

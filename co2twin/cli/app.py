@@ -5,7 +5,7 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -13,6 +13,11 @@ from rich.table import Table as RichTable
 
 from .console import err, fail, json_safe, os_error, out
 from cosim.errors import CosimError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from co2twin.scenario_schema import Scenario
 
 app = typer.Typer(
     add_completion=False,
@@ -33,50 +38,19 @@ def run_command(
         None, "--progress/--no-progress", help="progress bar (default: on a terminal only)"),
 ) -> None:
     """Run a scenario, write its results, print KPIs (and optionally plot)."""
-    from co2twin.kpi import KPI_UNITS, balances, kpis
-    from components.plant import KEY_SIGNALS
-    from models.surrogate import EnvelopeWarning
+    from co2twin.kpi import balances, kpis
+    from co2twin.scenario import load_scenario, operating_limits
 
     from .models import envelope_summary
-    from co2twin.plot import plot_signals
-    from cosim.recorder import write_results
-    from co2twin.scenario import load_scenario, operating_limits
-    from co2twin.scenario import run as run_scenario
 
     try:
         sc = load_scenario(scenario)
-        if output is None:
-            output = Path(sc.output.file) if sc.output else Path("results") / f"{sc.name}.parquet"
-        fmt = sc.output.format if (sc.output and output == Path(sc.output.file)) else None
-        suffix = (fmt or output.suffix.lstrip(".")).lower()
-        if suffix not in ("parquet", "csv"):
-            raise CosimError(f"{output}: expected a .parquet or .csv results file")
-        if output.is_dir():
-            raise CosimError(f"{output}: expected a results file name, found a directory")
-        if plot is not None and plot.suffix.lower() != ".png":
-            raise CosimError(f"{plot}: expected a .png file for --plot")
-        if plot is not None and plot.is_dir():
-            raise CosimError(f"{plot}: expected a .png file name for --plot, found a directory")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", EnvelopeWarning)
-            frame = run_scenario(sc, progress=progress)
-        for w in caught:
-            if issubclass(w.category, EnvelopeWarning):
-                err.print(f"[yellow]warning:[/] {escape(str(w.message))}", soft_wrap=True,
-                          highlight=False)
-            else:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        output, fmt = _results_file(sc, output)
+        _check_plot_file(plot)
+        frame = _run_with_warnings(sc, progress)
         figures = kpis(frame, operating_limits(sc))
         residuals = balances(frame)
-        # the plot first: if it cannot be drawn, no results file is left behind either
-        if plot is not None:
-            plot_signals(frame, KEY_SIGNALS, plot, title=sc.name)
-        try:
-            write_results(frame, output, fmt)
-        except BaseException:
-            if plot is not None:
-                plot.unlink(missing_ok=True)
-            raise
+        _write_run(frame, output, fmt, plot, title=sc.name)
     except CosimError as exc:
         fail(exc)
     except OSError as exc:
@@ -86,6 +60,73 @@ def run_command(
                                      "balances": residuals, "models": envelope_summary(frame)}),
                          indent=1, allow_nan=False))
         return
+    _print_run(sc, frame, figures, residuals, output, plot)
+
+
+def _results_file(sc: Scenario, output: Path | None) -> tuple[Path, str | None]:
+    """The results file (``-o``, else the scenario's, else ``results/<name>.parquet``) and the
+    format the scenario names for it, after checking that the file can be one."""
+    if output is None:
+        output = Path(sc.output.file) if sc.output else Path("results") / f"{sc.name}.parquet"
+    fmt = sc.output.format if (sc.output and output == Path(sc.output.file)) else None
+    suffix = (fmt or output.suffix.lstrip(".")).lower()
+    if suffix not in ("parquet", "csv"):
+        raise CosimError(f"{output}: expected a .parquet or .csv results file")
+    if output.is_dir():
+        raise CosimError(f"{output}: expected a results file name, found a directory")
+    return output, fmt
+
+
+def _check_plot_file(plot: Path | None) -> None:
+    """``--plot`` names a .png file (checked before the run, which may take long)."""
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise CosimError(f"{plot}: expected a .png file for --plot")
+    if plot is not None and plot.is_dir():
+        raise CosimError(f"{plot}: expected a .png file name for --plot, found a directory")
+
+
+def _run_with_warnings(sc: Scenario, progress: bool | None) -> pd.DataFrame:
+    """Run ``sc``; envelope warnings are printed as one line each, others passed on."""
+    from co2twin.scenario import run as run_scenario
+    from models.surrogate import EnvelopeWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EnvelopeWarning)
+        frame = run_scenario(sc, progress=progress)
+    for w in caught:
+        if issubclass(w.category, EnvelopeWarning):
+            err.print(f"[yellow]warning:[/] {escape(str(w.message))}", soft_wrap=True,
+                      highlight=False)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return frame
+
+
+def _write_run(frame: pd.DataFrame, output: Path, fmt: str | None, plot: Path | None, *,
+               title: str) -> None:
+    """The plot (if asked for) and the results file, both or neither."""
+    from co2twin.plot import plot_signals
+    from components.plant import KEY_SIGNALS
+    from cosim.recorder import write_results
+
+    # the plot first: if it cannot be drawn, no results file is left behind either
+    if plot is not None:
+        plot_signals(frame, KEY_SIGNALS, plot, title=title)
+    try:
+        write_results(frame, output, fmt)
+    except BaseException:
+        if plot is not None:
+            plot.unlink(missing_ok=True)
+        raise
+
+
+def _print_run(sc: Scenario, frame: pd.DataFrame, figures: dict[str, Any],
+               residuals: dict[str, float], output: Path, plot: Path | None) -> None:
+    """The KPI table, time outside limits, model envelopes, balances and the files written."""
+    from co2twin.kpi import KPI_UNITS
+
+    from .models import envelope_summary
+
     table = RichTable(title=escape(f"{sc.name}: {sc.duration / 3600:g} h at {sc.step:g} s steps"))
     table.add_column("KPI")
     table.add_column("value", justify="right")

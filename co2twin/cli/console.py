@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -14,7 +14,7 @@ out = Console()
 err = Console(stderr=True)
 
 
-def fail(exc: BaseException | str, code: int = 1) -> None:
+def fail(exc: BaseException | str, code: int = 1) -> NoReturn:
     # the message quotes the user's file (names, values): never read it as markup
     err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True,
                soft_wrap=True)

@@ -18,7 +18,8 @@ fmu_app = typer.Typer(no_args_is_help=True, help="FMI 2.0 co-simulation FMU of t
 @fmu_app.command("build")
 def build_command(
     scenario: Path | None = typer.Option(
-        None, "--scenario", "-s", help="scenario packed in the FMU (default: the nominal point, fmu/default_scenario.yaml)"),
+        None, "--scenario", "-s",
+        help="scenario packed in the FMU (default: the nominal point, fmu/default_scenario.yaml)"),
     output: Path = typer.Option(Path("co2twin.fmu"), "-o", "--output", help="FMU file to write"),
     loader: bool = typer.Option(True, "--loader/--no-loader",
                                 help="wrap PythonFMU's binary in the C loader so C hosts can load it"),
