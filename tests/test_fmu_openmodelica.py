@@ -2,7 +2,7 @@
 
 OpenModelica and OMSimulator are not installable here, so the generated files are
 checked for content (every input connected at its start value, absolute paths,
-valid Python), not run.
+valid Python, a communication step on the FMU's internal grid), not run.
 """
 from __future__ import annotations
 
@@ -21,22 +21,18 @@ from fmu.openmodelica import (
     EXAMPLE_MODEL,
     MOS_FILE,
     OMS_FILE,
+    example_model,
+    experiment,
     imported_class_name,
     modelica_ident,
+    mos_script,
+    omsimulator_script,
     write_openmodelica_files,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = ROOT / "scenarios" / "baseline.yaml"
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="linux64 binaries only")
-
-
-@pytest.fixture(scope="module")
-def fmu_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The baseline scenario's FMU, built once for this module."""
-    from fmu.build import build_fmu
-
-    return build_fmu(BASELINE, tmp_path_factory.mktemp("om_fmu") / "co2twin.fmu")
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +155,34 @@ def test_cli_writes_the_files_and_refuses_non_fmus(fmu_path: Path, tmp_path: Pat
     result = runner.invoke(fmu_app, ["modelica", str(empty_zip), "-o", str(tmp_path / "c")])
     assert result.exit_code == 1 and "not an FMU" in result.output
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("step", [1.0, 2.0, 0.5, 7.0, 7.2])
+def test_communication_step_is_the_fmus_internal_step(fmu_path: Path, tmp_path: Path, step: float) -> None:
+    """Issue 10, defect 3: OpenModelica steps an imported FMU by stopTime / numberOfIntervals
+    (500 unless told). The scripts take the FMU's internal step from its default experiment;
+    stop time and the current's step time are whole multiples of it."""
+    import copy
+
+    md = copy.copy(fmpy.read_model_description(str(fmu_path)))
+    md.defaultExperiment = SimpleNamespace(stepSize=str(step), startTime="0", stopTime="7200")
+    ex = experiment(md)
+    assert ex.step == step and ex.stop / step == ex.intervals and abs(ex.stop - 3600) <= step
+    assert (ex.step_at / step).is_integer() and 0 < ex.step_at < ex.stop
+    mos = mos_script(md, fmu_path, tmp_path)
+    found = re.search(r"stopTime=([0-9.e+-]+), numberOfIntervals=(\d+),", mos)
+    assert found and float(found.group(1)) / int(found.group(2)) == pytest.approx(step, rel=1e-15)
+    model = example_model(md)
+    assert f"StopTime={ex.stop!r}, Interval={step!r}" in model
+    table = re.search(r"TimeTable \w+\(table=\[([^\]]*)\]\)", model).group(1)
+    times = [float(row.split(",")[0]) for row in table.split(";")]
+    assert all((t / step).is_integer() for t in times), times
+    oms = omsimulator_script(md, fmu_path)
+    assert f"setFixedStepSize(SYSTEM, {step!r})" in oms and f"setStopTime(MODEL, {ex.stop!r})" in oms
+    assert f"STEP_AT, CURRENT_AFTER = {ex.step_at!r}," in oms
+
+
+def test_the_built_fmu_states_its_internal_step(fmu_path: Path) -> None:
+    """The default experiment's step is the scenario's internal step (what the scripts use)."""
+    md = fmpy.read_model_description(str(fmu_path))
+    assert float(md.defaultExperiment.stepSize) == 1.0 == experiment(md).step

@@ -103,7 +103,9 @@ def test_pi_controller_events_limits_and_record(folder: Path) -> None:
         record={"signals": ["reactor.cell_voltage", "pi.*"]},
     )
     frame = run(write(folder, data), progress=False)
-    assert set(frame.columns) == {"reactor.cell_voltage", "pi.control", "pi.setpoint"}
+    assert set(frame.columns) == {"reactor.cell_voltage", "pi.control", "pi.setpoint",
+                                  # limit flags of the limited signals recorded
+                                  "pi.control:outside_limits", "reactor.cell_voltage:outside_limits"}
     assert frame.loc[100.0, "pi.setpoint"] == 3.6 and frame.loc[130.0, "pi.setpoint"] == 3.4
     assert abs(frame["reactor.cell_voltage"].iloc[-1] - 3.4) < 0.01
 
