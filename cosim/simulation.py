@@ -25,19 +25,20 @@ import math
 import sys
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import simpy
+from simpy.core import StopSimulation
+from simpy.events import URGENT, EventPriority
 from simpy.events import Event as _SimpyEvent
-from simpy.events import EventPriority
 
 from .component import Component
 from .errors import SimulationError, WiringError
 from .events import Event, SensorFault, SetParameter
 from .graph import Connection, Graph, split_signal
 from .profiles import CONTINUOUS, Constant, Profile
-from .recorder import Recorder
+from .recorder import CHUNK_BYTES, Recorder, RowSink
 
 __all__ = ["Simulation"]
 
@@ -112,6 +113,8 @@ class Simulation:
         self.order = graph.order
         self.step_size = float(step)
         self.start = float(start)
+        #: step index -> seconds, exact to the decimals of start and step (no 59.980000000000004)
+        self._at = _clock(self.start, self.step_size)
         rates = self._checked_rates(rates)
 
         # one flat list of values, addressed by slot: outputs and unconnected inputs
@@ -144,6 +147,13 @@ class Simulation:
         self._record_signals: list[str] | None = None
         self._record_every = 1
         self._recorder: Recorder | None = None
+        self._sink: RowSink | None = None
+        self._chunk_bytes = CHUNK_BYTES
+        # a stop request (request_stop) and the SimPy event that carries it out
+        self._stop_requested = False
+        self._halt: _Tick | None = None
+        #: True when the last advance ended early, at a stop request
+        self.stopped = False
         self._env: simpy.Environment | None = None
         self.seed = seed
         self.rng = np.random.default_rng(seed)
@@ -240,6 +250,13 @@ class Simulation:
             self._record_signals = chosen
         self._record_every = every
 
+    def stream(self, sink: RowSink, *, chunk_bytes: int = CHUNK_BYTES) -> None:
+        """Hand the recorded rows to ``sink`` in chunks of ``chunk_bytes`` instead of keeping
+        them: memory then stays one chunk whatever the duration (see :class:`Recorder`)."""
+        self._require_not_started("stream()")
+        self._sink = sink
+        self._chunk_bytes = chunk_bytes
+
     def schedule(self, event: Event) -> None:
         """Add an event; its time must lie on the step grid and not in the past."""
         k = self._grid_index(event.at, "event time")
@@ -270,7 +287,7 @@ class Simulation:
     def time(self) -> float:
         """The time up to which the simulation has advanced (seconds)."""
         now = self._k if self.started else 0
-        return self.start + now * self.step_size
+        return self._at(now)
 
     @property
     def started(self) -> bool:
@@ -314,7 +331,8 @@ class Simulation:
                 indices.append(tslot)
         self._record_indices = indices
         units = [self._units[self._slots[c.removesuffix(":true")]] for c in columns]
-        recorder = self._recorder = Recorder(columns, units, every=self._record_every)
+        recorder = self._recorder = Recorder(columns, units, every=self._record_every,
+                                             sink=self._sink, chunk_bytes=self._chunk_bytes)
         # started from here on: the events applied below at t0 see a running simulation
         self._env = simpy.Environment()
         for comp in self.components.values():
@@ -342,8 +360,13 @@ class Simulation:
                 self._arm(item)
         env.process(self._commit_process())
 
-    def advance_to(self, t: float) -> None:
-        """Run until time ``t`` (on the step grid); outputs are then those at ``t``."""
+    def advance_to(self, t: float, *, progress: bool | None = False) -> None:
+        """Run until time ``t`` (on the step grid); outputs are then those at ``t``.
+
+        A :meth:`request_stop` ends it early, at the end of the step in progress:
+        ``stopped`` is then True and ``time`` says where it stopped. ``progress``: show
+        a progress bar (None: only when stderr is a terminal).
+        """
         if not self.started:
             self.initialize()
         k = self._grid_index(t, "advance_to time")
@@ -351,8 +374,56 @@ class Simulation:
             raise SimulationError(
                 f"cannot go back from {self.time:g} s to {t:g} s; use get_state()/set_state()"
             )
-        if k > self._k:
-            self.env.run(until=k)
+        self.stopped = False
+        if progress is None:
+            progress = sys.stderr.isatty()
+        if progress and k - self._k >= 2:
+            self._run_with_progress(k)
+        elif k > self._k:
+            self._run_env(k)
+
+    def request_stop(self) -> None:
+        """Ask the advance in progress (or the next one) to stop at the end of its current step.
+
+        It only sets a flag, so a signal handler may call it. The step under way
+        finishes and is committed, its row is recorded (even between decimated
+        rows, so the recording ends where the run stopped), and ``advance_to`` and
+        ``run`` return with ``stopped`` True. A request during the last step of an
+        advance lets that advance complete.
+        """
+        self._stop_requested = True
+
+    def _run_env(self, k: int) -> bool:
+        """Advance SimPy's clock to step ``k``; False when a stop request ended it sooner."""
+        env = self.env
+        # our own "until" event (URGENT at k, as env.run(until=k) would make), so that a
+        # halt before it can take back its stop: a stale one would end a later run at k
+        until = _Tick(env, k - int(env.now), URGENT)
+        env.run(until=until)
+        if int(env.now) < k:
+            if until.callbacks is not None:
+                until.callbacks.clear()
+            return False
+        # complete: a request made during the last step has nothing left to stop
+        self._stop_requested = False
+        self._halt = None
+        return True
+
+    def _halt_after_commit(self, t1: float, recorded: bool) -> None:
+        """Carry out a stop request at the end of the step just committed (outputs at ``t1``)."""
+        if not recorded:
+            self.recorder.append(t1, [self._values[i] for i in self._record_indices])
+        # before anything of the next step happens, as env.run(until=) would stop there
+        halt = self._halt = _Tick(self.env, 1, URGENT)
+        halt.callbacks.append(self._on_halt)
+
+    def _on_halt(self, event: Any) -> None:
+        if event is not self._halt or not self._stop_requested:
+            return  # stale: its run completed, or the state was restored since
+        self._stop_requested = False
+        self._halt = None
+        self.stopped = True
+        raise StopSimulation(None)
 
     def step(self) -> None:
         """Advance by one base step."""
@@ -365,13 +436,8 @@ class Simulation:
         """
         if not self.started:
             self.initialize()
-        k_end = self._grid_index(until, "end time")
-        if progress is None:
-            progress = sys.stderr.isatty()
-        if not progress or k_end - self._k < 2:
-            self.advance_to(until)
-        else:
-            self._run_with_progress(k_end)
+        self._grid_index(until, "end time")
+        self.advance_to(until, progress=progress)
         return self.results()
 
     def _run_with_progress(self, k_end: int) -> None:
@@ -389,7 +455,8 @@ class Simulation:
         with Progress(*columns, transient=True) as bar:
             task = bar.add_task("run", total=(k_end - k0) * self.step_size)
             while env.now < k_end:
-                env.run(until=min(k_end, env.now + chunk))
+                if not self._run_env(min(k_end, int(env.now) + chunk)):
+                    break
                 bar.update(task, completed=(env.now - k0) * self.step_size)
 
     def results(self) -> Any:
@@ -433,13 +500,13 @@ class Simulation:
         step = member.component.step
         gather, scatter = member.gather, member.scatter
         every, prio = member.every, member.priority
-        base, t0 = self.step_size, self.start
-        dt = every * base
+        at = self._at
+        dt = every * self.step_size
         # even the first step waits for its priority: a process starts URGENT, which would
         # put it before the events and input changes due at the same time
         yield _Tick(env, (-int(env.now)) % every, prio)
         while True:
-            t = t0 + env.now * base
+            t = at(env.now)
             if member.faults or member.truth:
                 self._step_member(member, t, dt)
             else:
@@ -455,13 +522,17 @@ class Simulation:
         env = self.env
         recorder, every = self.recorder, self._record_every
         values, indices = self._values, self._record_indices
-        base, t0 = self.step_size, self.start
+        at = self._at
         yield _Tick(env, 0, self._commit_priority)
         while True:
             k1 = env.now + 1
-            self._commit_values(t0 + k1 * base)
-            if k1 % every == 0:
-                recorder.append(t0 + k1 * base, [values[i] for i in indices])
+            t1 = at(k1)
+            self._commit_values(t1)
+            recorded = k1 % every == 0
+            if recorded:
+                recorder.append(t1, [values[i] for i in indices])
+            if self._stop_requested:
+                self._halt_after_commit(t1, recorded)
             yield _Tick(env, 1, self._commit_priority)
 
     def _commit_values(self, t: float) -> None:
@@ -496,14 +567,14 @@ class Simulation:
 
     def _source_process(self, name: str, profile: Profile, generation: int, resample: bool):
         env, slot = self.env, self._slots[name]
-        base, t0 = self.step_size, self.start
+        base, t0, at = self.step_size, self.start, self._at
         if resample:  # a restored state: the change due now has not been applied yet
             yield _Tick(env, 0, _PRIO_SOURCE)
             if self._generation[name] != generation:
                 return
-            self._values[slot] = self._checked_input(name, profile.value(t0 + env.now * base))
+            self._values[slot] = self._checked_input(name, profile.value(at(env.now)))
         while True:
-            nxt = profile.next_change(t0 + env.now * base)
+            nxt = profile.next_change(at(env.now))
             if nxt == math.inf:
                 return
             # a continuous change is sampled every step, a discrete one at its grid point
@@ -511,7 +582,7 @@ class Simulation:
             yield _Tick(env, delay, _PRIO_SOURCE)
             if self._generation[name] != generation:
                 return
-            self._values[slot] = self._checked_input(name, profile.value(t0 + env.now * base))
+            self._values[slot] = self._checked_input(name, profile.value(at(env.now)))
 
     def _arm(self, item: _Scheduled) -> None:
         tick = _Tick(self.env, item.k - self._k, _PRIO_EVENT)
@@ -522,7 +593,7 @@ class Simulation:
             return
         text = item.event.apply(self)
         self._applied.add(item.seq)
-        self.event_log.append((self.start + item.k * self.step_size, text))
+        self.event_log.append((self._at(item.k), text))
 
     # -- signals from outside ---------------------------------------------------------
     def get(self, signal: str) -> Any:
@@ -698,12 +769,41 @@ class Simulation:
         del self.event_log[state["events"]:]
         del self._schedule[state["schedule"]:]
         self._env = simpy.Environment(initial_time=state["k"])
-        self.recorder.truncate(self.time)
+        self._halt = None
+        # the row of the restored time is the snapshot's, also in a simulation that never
+        # recorded it (a fresh build restored from another's checkpoint) or recorded another
+        k = state["k"]
+        recorder = self.recorder
+        recorder.truncate(self._at(k - 1) if k > 0 else -math.inf)
+        if k % self._record_every == 0:
+            recorder.append(self.time, [self._values[i] for i in self._record_indices])
         self._start_processes(resample=True)
 
     def _require_not_started(self, what: str) -> None:
         if self.started:
             raise SimulationError(f"{what} must be called before the simulation starts")
+
+
+def _clock(start: float, step: float) -> Callable[[float], float]:
+    """Step index -> seconds, ``start + k * step`` as the float nearest its decimal value.
+
+    Start and step as written (``0.001``) are whole multiples of ``10**-n``: in integers
+    of that resolution ``t_k`` is exact, and one correctly rounded division makes it the
+    float a user reads (``59.98``, never ``59.980000000000004``). A start or step with no
+    short decimal form (``1/3``) keeps the float product. ``k`` is SimPy's clock, a whole
+    number here (typed float, as SimPy types it).
+    """
+    from decimal import Decimal
+
+    a, b = Decimal(repr(start)), Decimal(repr(step))
+    exponent = min(int(a.as_tuple().exponent), int(b.as_tuple().exponent), 0)
+    if exponent < -15:
+        return lambda k: start + k * step
+    scale = 10 ** -exponent
+    ia, ib = int(a * scale), int(b * scale)
+    if scale == 1:
+        return lambda k: float(ia + k * ib)
+    return lambda k: (ia + k * ib) / scale
 
 
 def _finite(value: Any) -> bool:
