@@ -1,7 +1,10 @@
-"""Plant KPIs and mass/charge balances computed from a run's results.
+"""Plant KPIs, flags and mass/charge balances computed from a run's results.
 
-Both read the recorded DataFrame only (columns ``component.port``), so they
-work on a fresh run or on a results file read back from disk.
+All read the recorded DataFrame only (columns ``component.port`` and its
+``attrs``), so they work on a fresh run or on a results file read back from disk.
+Nothing is silent: :func:`flags` lists every saturation, bound, envelope exit and
+limit violation of a run (which signal, how many rows and seconds, the worst
+magnitude), and :func:`checks` says how each balance was checked, or why not.
 """
 from __future__ import annotations
 
@@ -14,9 +17,10 @@ import pandas as pd
 
 from models.electrochemistry import F, M_HCOO, M_HCOOH, Z_FORMATE, Z_H2
 
-from components.plant import LIMITS
+from components.plant import FLAGS, LIMITS, Flag, recorded_as
 
-__all__ = ["kpis", "balances", "KPI_UNITS"]
+__all__ = ["kpis", "balances", "checks", "skipped_checks", "flags", "describe_flag", "KPI_UNITS",
+           "BALANCES"]
 
 KPI_UNITS = {
     "duration_h": "h",
@@ -33,6 +37,20 @@ KPI_UNITS = {
     "final_product_conc_mol_L": "mol/L",
     "final_product_conc_g_L": "g/L",
     "time_outside_limits_s": "s",
+    "time_saturated_s": "s",
+    "time_estimate_bounded_s": "s",
+    "time_outside_envelope_s": "s",
+}
+
+#: every balance :func:`balances` knows, and what it relates
+BALANCES = {
+    "charge": "formate and H2 partial currents = cell current",
+    "carbon_cell": "CO2 in = CO2 out + formate + carbonate, in the cell",
+    "carbon_feed": "CO2 into the cell = fresh + recycled",
+    "carbon_separator": "CO2 into the separator = vented + recycled + hold-up change",
+    "tank": "formate into the product tank = drawn + inventory change",
+    "recycle_link": "CO2 the feed gets back = CO2 the separator sent, one step earlier",
+    "carbon_plant": "fresh CO2 = vented + carbonate + formate + hold-up + in transit",
 }
 
 
@@ -46,7 +64,10 @@ def kpis(frame: pd.DataFrame, limits: Mapping[str, Any] | None = None) -> dict[s
 
     Means are charge- or time-weighted from the cumulative signals (exact under
     decimation). ``time_outside_limits_s`` counts recorded rows outside the
-    operating limits times the row spacing, per signal in ``outside_limits``.
+    operating limits times the row spacing, per signal in ``outside_limits``;
+    ``time_saturated_s``, ``time_estimate_bounded_s`` and ``time_outside_envelope_s``
+    count the rows with any such flag raised the same way, per flag in ``flagged``
+    (:func:`flags` says what each was and the worst case).
     """
     cols = set(frame.columns)
     out: dict[str, Any] = {}
@@ -68,6 +89,30 @@ def kpis(frame: pd.DataFrame, limits: Mapping[str, Any] | None = None) -> dict[s
     if outside:
         out["time_outside_limits_s"] = sum(outside.values())
         out["outside_limits"] = outside
+    out.update(_flag_times(frame))
+    return out
+
+
+def _flag_times(frame: pd.DataFrame) -> dict[str, Any]:
+    """Seconds with any actuator saturated, any estimate bounded, any model outside its
+    envelope (each present when its flag columns were recorded), and per raised flag."""
+    out: dict[str, Any] = {}
+    columns = _flag_specs(frame)
+    per: dict[str, float] = {}
+    for key, kind in (("time_saturated_s", "saturation"), ("time_estimate_bounded_s", "bound"),
+                      ("time_outside_envelope_s", "envelope")):
+        cols = [f.column for f in columns if f.kind == kind]
+        if not cols:
+            continue
+        raised = np.zeros(len(frame), dtype=bool)
+        for col in cols:
+            flagged = frame[col].to_numpy() > 0.0
+            raised |= flagged
+            if flagged.any():
+                per[col] = _seconds(frame, flagged)
+        out[key] = _seconds(frame, raised)
+    if per:
+        out["flagged"] = per
     return out
 
 
@@ -98,14 +143,14 @@ def _time_outside_limits(
     frame: pd.DataFrame, limits: Mapping[str, Sequence[float | None]]
 ) -> dict[str, float]:
     """Seconds each recorded signal spent outside its ``(low, high)`` limits (None: no bound),
-    as rows outside times the row spacing."""
+    as rows outside times the row spacing; a faulted sensor's true value counts."""
     times = frame.index.to_numpy()
     spacing = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
     outside: dict[str, float] = {}
     for name, (low, high) in limits.items():
         if name not in frame.columns:
             continue
-        values = frame[name].to_numpy()[1:]
+        values = _plant_value(frame, name)[1:]
         bad = np.zeros(len(values), dtype=bool)
         if low is not None:
             bad |= values < low
@@ -115,71 +160,320 @@ def _time_outside_limits(
     return outside
 
 
+def _plant_value(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """What the plant did: the true value of a signal whose sensor was faulted, else the value."""
+    return frame[f"{name}:true" if f"{name}:true" in frame.columns else name].to_numpy()
+
+
+def _spacing(frame: pd.DataFrame) -> float:
+    times = frame.index.to_numpy()
+    return float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+
+
+def _seconds(frame: pd.DataFrame, flagged: np.ndarray) -> float:
+    """Seconds a 0/1 condition held: flagged rows after the first (each stands for the step,
+    or under decimation the steps, ending there) times the row spacing."""
+    return float(np.count_nonzero(flagged[1:])) * _spacing(frame)
+
+
+def _flag_specs(frame: pd.DataFrame) -> list[Flag]:
+    """The plant's flags recorded in ``frame``, the reactor's per-variable bound flags and
+    its envelope flags.
+
+    The reactor raises ``<variable>_bounded`` where a bound moved that variable's
+    estimate and records by how much in ``<variable>_correction``; where it does,
+    those replace the catch-all ``estimate_bounded``.
+    """
+    cols = set(frame.columns)
+    per_variable = [c for c in frame.columns if c.startswith("reactor.") and c.endswith("_bounded")
+                    and c != "reactor.estimate_bounded"]
+    specs = [f for f in FLAGS if f.column in cols
+             and not (f.column == "reactor.estimate_bounded" and per_variable)]
+    for column in per_variable:
+        variable = column.split(".", 1)[1].removesuffix("_bounded")
+        correction = f"reactor.{variable}_correction"
+        specs.append(Flag(column, "bound", f"{variable} estimate bounded to keep a balance or a "
+                          "physical range", got=correction if correction in cols else None))
+    for column in frame.columns:
+        if column.endswith("_outside_envelope"):
+            variable = column.split(".", 1)[-1].removesuffix("_outside_envelope")
+            specs.append(Flag(column, "envelope", f"{variable} model outside its training envelope"))
+    return specs
+
+
+def flags(frame: pd.DataFrame, limits: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Everything a run did not do as asked, one entry per raised flag or limit.
+
+    Each entry: ``kind`` (saturation, bound, envelope, limit), ``signal`` (the flag
+    column, or the limited signal), ``what``, ``rows`` flagged of ``of_rows``,
+    ``seconds`` (flagged rows after the first times the row spacing), ``first_s``,
+    ``last_s`` and ``worst``: the row where it was furthest from what was asked
+    (asked and got, the envelope input and its range, the limit and the value).
+    ``limits`` default to ``frame.attrs["scenario"]["limits"]``, else the plant's.
+    """
+    out = []
+    for spec in _flag_specs(frame):
+        flagged = frame[spec.column].to_numpy() > 0.0
+        if flagged.any():
+            entry = _entry(frame, spec.kind, spec.column, spec.what, flagged)
+            entry["worst"] = (_worst_envelope(frame, spec.column, flagged) if spec.kind == "envelope"
+                              else _worst_asked(frame, spec, flagged))
+            out.append(entry)
+    if limits is None:
+        limits = frame.attrs.get("scenario", {}).get("limits", LIMITS)
+    for name, (low, high) in dict(limits).items():
+        if name not in frame.columns:
+            continue
+        values = _plant_value(frame, name)
+        below = values < low if low is not None else np.zeros(len(values), dtype=bool)
+        above = values > high if high is not None else np.zeros(len(values), dtype=bool)
+        if not (below | above).any():
+            continue
+        entry = _entry(frame, "limit", name, "outside its operating limits", below | above)
+        excess = np.where(below, (low or 0.0) - values, 0.0) + np.where(above, values - (high or 0.0), 0.0)
+        row = int(np.argmax(excess))
+        entry["worst"] = {"time_s": float(frame.index[row]), "value": float(values[row]),
+                          "low": low, "high": high, "unit": _unit(frame, name)}
+        out.append(entry)
+    return out
+
+
+def _entry(frame: pd.DataFrame, kind: str, signal: str, what: str, flagged: np.ndarray) -> dict[str, Any]:
+    times = frame.index.to_numpy()
+    rows = np.flatnonzero(flagged)
+    return {"kind": kind, "signal": signal, "what": what, "rows": int(len(rows)),
+            "of_rows": len(frame), "seconds": _seconds(frame, flagged),
+            "first_s": float(times[rows[0]]), "last_s": float(times[rows[-1]])}
+
+
+def _unit(frame: pd.DataFrame, column: str | None) -> str:
+    if column is None:
+        return ""
+    return str(frame.attrs.get("units", {}).get(column.removesuffix(":true"), ""))
+
+
+def _worst_asked(frame: pd.DataFrame, spec: Flag, flagged: np.ndarray) -> dict[str, Any]:
+    """The flagged row where what came was furthest from what was asked, with the effects."""
+    cols = set(frame.columns)
+    if spec.kind == "bound" and spec.got in cols:  # a correction column: how far a bound moved it
+        moved = np.where(flagged, np.abs(frame[spec.got].to_numpy()), -1.0)
+        row = int(np.argmax(moved))
+        return {"time_s": float(frame.index[row]), "correction_signal": spec.got,
+                "correction": float(moved[row]), "unit": _unit(frame, spec.got)}
+    if spec.asked not in cols or spec.got not in cols:
+        missing = [c for c in (spec.asked, spec.got) if c is not None and c not in cols]
+        why = (f"{', '.join(missing)} not recorded" if missing
+               else "not recorded per variable (the reactor has no such columns)")
+        return {"time_s": float(frame.index[np.flatnonzero(flagged)[0]]), "magnitude": why}
+    asked, got = frame[spec.asked].to_numpy(), frame[spec.got].to_numpy()
+    gap = np.where(flagged, np.abs(asked - got), -1.0)
+    row = int(np.argmax(gap))
+    worst: dict[str, Any] = {"time_s": float(frame.index[row]), "asked_signal": spec.asked,
+                             "asked": float(asked[row]), "got_signal": spec.got,
+                             "got": float(got[row]), "unit": _unit(frame, spec.asked)}
+    effects = [{"signal": actual, "asked": float(frame[setpoint].iloc[row]),
+                "got": float(frame[actual].iloc[row]), "unit": _unit(frame, actual)}
+               for setpoint, actual in spec.effects if {setpoint, actual} <= cols]
+    if effects:
+        worst["effects"] = effects
+    return worst
+
+
+def _worst_envelope(frame: pd.DataFrame, column: str, flagged: np.ndarray) -> dict[str, Any]:
+    """The model input furthest outside its training range (relative to the range), where."""
+    variable = column.split(".", 1)[-1].removesuffix("_outside_envelope")
+    model = frame.attrs.get("scenario", {}).get("envelopes", {}).get(variable)
+    first = {"time_s": float(frame.index[np.flatnonzero(flagged)[0]])}
+    if not model:
+        return {**first, "magnitude": "the model's envelope is not in the results' metadata"}
+    best: dict[str, Any] = {}
+    score = -1.0
+    for name, (low, high) in model["inputs"].items():
+        col = recorded_as(f"reactor.{name}")
+        col = f"{col}:true" if f"{col}:true" in frame.columns else col
+        if col not in frame.columns:
+            continue
+        values = frame[col].to_numpy()
+        excess = np.maximum(low - values, values - high) / max(high - low, 1e-300)
+        excess = np.where(flagged, excess, -np.inf)
+        row = int(np.argmax(excess))
+        if excess[row] > score:
+            score = float(excess[row])
+            best = {"time_s": float(frame.index[row]), "input": name, "signal": col,
+                    "value": float(values[row]), "low": low, "high": high, "unit": _unit(frame, col)}
+    best = best or {**first, "magnitude": "its inputs were not recorded"}
+    return {"model": model.get("model", variable), **best}
+
+
+def _shown(unit: str) -> str:
+    """`` unit`` as printed after a number (nothing for a plain ratio)."""
+    return "" if unit in ("", "1") else f" {unit}"
+
+
+def describe_flag(entry: Mapping[str, Any]) -> str:
+    """One line for a :func:`flags` entry: what, which signal, how long, the worst case."""
+    span = f"{entry['seconds']:g} s ({entry['rows']} of {entry['of_rows']} rows)"
+    worst = entry.get("worst", {})
+    at = f" at t = {worst['time_s']:g} s" if "time_s" in worst else ""
+    kind = entry["kind"]
+    if kind == "limit":
+        bound = (f"below {worst['low']:g}" if worst["low"] is not None and worst["value"] < worst["low"]
+                 else f"above {worst['high']:g}")
+        return (f"outside limits: {entry['signal']} for {span}; worst {worst['value']:.4g}"
+                f"{_shown(worst['unit'])} ({bound}){at}")
+    head = f"{kind}: {entry['what']} ({entry['signal']}) for {span}"
+    if "magnitude" in worst:
+        return f"{head}; first{at}; by how much: {worst['magnitude']}"
+    if "correction" in worst:
+        return (f"{head}; largest correction {worst['correction']:.4g}{_shown(worst['unit'])} "
+                f"({worst['correction_signal']}){at}")
+    if kind == "envelope":
+        return (f"{head}; worst input {worst['input']} = {worst['value']:.4g}{_shown(worst['unit'])} "
+                f"(envelope [{worst['low']:.4g}, {worst['high']:.4g}]){at}, {worst['model']}")
+    text = (f"{head}; worst: asked {worst['asked']:.4g}{_shown(worst['unit'])} "
+            f"({worst['asked_signal']}), got {worst['got']:.4g} ({worst['got_signal']}){at}")
+    effects = worst.get("effects", [])
+    if effects:
+        text += "; the cell got " + ", ".join(
+            f"{e['signal']} {e['got']:.4g}{_shown(e['unit'])} (asked {e['asked']:.4g})" for e in effects)
+    return text
+
+
+#: columns each balance needs on every row (the row-wise forms)
+_ROWS = {
+    "charge": ("power.current", "reactor.formate_rate", "reactor.h2_rate"),
+    "carbon_cell": ("reactor.co2_in_rate", "reactor.co2_out_rate", "reactor.formate_rate",
+                    "reactor.carbonate_rate"),
+    "carbon_feed": ("reactor.co2_in_rate", "feed.fresh_co2_rate", "feed.recycle_co2_rate"),
+    "carbon_separator": ("reactor.co2_out_rate", "separation.vent_co2_rate",
+                         "separation.co2_recycle_rate", "separation.separator_co2"),
+    "tank": ("reactor.formate_rate", "separation.product_draw_rate", "separation.tank_formate"),
+    "recycle_link": ("feed.recycle_co2_rate", "separation.co2_recycle_rate"),
+    "carbon_plant": ("feed.fresh_co2_fed", "separation.vent_co2_rate", "reactor.formate_produced",
+                     "reactor.carbonate_rate", "separation.separator_co2",
+                     "separation.co2_recycle_rate"),
+}
+#: balances that relate consecutive steps, and the running totals that check them between
+#: the rows a decimated run keeps
+_TOTALS = {
+    "carbon_feed": ("feed.fresh_co2_fed", "feed.recycle_co2_fed", "reactor.co2_fed"),
+    "carbon_separator": ("separation.co2_received", "separation.co2_vented",
+                         "separation.co2_recycled", "separation.separator_co2"),
+    "tank": ("separation.formate_received", "separation.product_drawn", "separation.tank_formate"),
+    "recycle_link": ("feed.recycle_co2_fed", "separation.co2_recycled",
+                     "separation.co2_recycle_rate"),
+    # the reactor records no running total of the carbonate it loses: without one, the
+    # plant's carbon cannot be checked between rows (it would only repeat the others)
+    "carbon_plant": ("feed.fresh_co2_fed", "separation.co2_vented", "reactor.carbonate_lost",
+                     "reactor.formate_produced", "separation.separator_co2",
+                     "separation.co2_recycle_rate"),
+}
+_STEPWISE = ("carbon_separator", "tank", "recycle_link", "carbon_plant")
+
+
+def checks(frame: pd.DataFrame) -> dict[str, str]:
+    """How each balance of :data:`BALANCES` is checked on ``frame``, or ``skipped: why``.
+
+    With every step recorded, the balances that relate consecutive steps compare
+    consecutive rows. Under decimation (``record.every`` > 1) they compare the
+    running totals the plant records (``separation.co2_received``, ...) between the
+    rows kept, which covers every step in between; the row-wise balances hold at the
+    rows kept, and between them where running totals exist (carbon_feed).
+    """
+    cols = set(frame.columns)
+    times = frame.index.to_numpy()
+    step = frame.attrs.get("scenario", {}).get("step_s")
+    every_step = step is not None and len(times) > 1 and bool(
+        np.allclose(np.diff(times), step, rtol=1e-9, atol=0))
+    kept = "" if every_step or step is None or len(times) < 2 else (
+        f" (1 in {round(_spacing(frame) / step):,} steps)")
+    out: dict[str, str] = {}
+    for name in BALANCES:
+        missing = [c for c in _ROWS[name] if c not in cols]
+        totals = [c for c in _TOTALS.get(name, ()) if c not in cols]
+        if name not in _STEPWISE:
+            if missing:
+                out[name] = f"skipped: not recorded: {', '.join(missing)}"
+            elif every_step:
+                out[name] = "every step"
+            elif name in _TOTALS and not totals:
+                out[name] = f"on the recorded rows{kept}, and between them from running totals"
+            else:
+                out[name] = f"on the recorded rows{kept} only (no running totals between them)"
+        elif len(times) < 2:
+            out[name] = "skipped: fewer than two rows"
+        elif every_step and not missing:
+            out[name] = "every step (consecutive rows)"
+        elif not totals and (step is not None or name in ("carbon_separator", "tank")):
+            out[name] = f"between the recorded rows{kept}, from running totals"
+        elif step is None and not totals:
+            out[name] = "skipped: the step is unknown (frame.attrs['scenario']['step_s'])"
+        else:
+            need = totals if not every_step else missing
+            out[name] = f"skipped: not recorded: {', '.join(need)}"
+    return out
+
+
+def skipped_checks(frame: pd.DataFrame) -> dict[str, str]:
+    """The balances :func:`checks` could not check on ``frame``, with the reason."""
+    return {name: how.removeprefix("skipped: ") for name, how in checks(frame).items()
+            if how.startswith("skipped")}
+
+
 def balances(frame: pd.DataFrame) -> dict[str, float]:
-    """Largest relative residual of each balance over all recorded rows.
+    """Largest relative residual of each balance :func:`checks` can check on ``frame``.
 
     ``charge``: formate and H2 partial currents against the cell current.
     ``carbon_cell``: CO2 in = CO2 out + formate + carbonate.
     ``carbon_feed``: CO2 into the cell = fresh + recycled.
-    Step balances that relate consecutive rows (``carbon_separator``,
-    ``tank``, ``recycle_link``, ``carbon_plant``) need every step recorded: they
-    are computed only when ``frame.attrs["scenario"]["step_s"]`` gives the step
-    and the rows are that far apart (absent under decimation, or when the step
-    is unknown). Residuals are scaled by the largest flow in the balance, so
-    1e-12 means closed to rounding.
+    ``carbon_separator``, ``tank``, ``recycle_link``, ``carbon_plant`` relate
+    consecutive steps: with every step recorded (``frame.attrs["scenario"]["step_s"]``
+    gives the step) they compare consecutive rows; under decimation they compare
+    running totals between the rows kept. What cannot be checked is absent here and
+    named by :func:`skipped_checks`. Residuals are scaled by the largest flow in the
+    balance, so 1e-12 means closed to rounding.
     """
-    cols = set(frame.columns)
+    how = checks(frame)
     out: dict[str, float] = {}
-    if {"power.current", "reactor.formate_rate", "reactor.h2_rate"} <= cols:
+    if not how["charge"].startswith("skipped"):
         current = _col(frame, "power.current")
         partial = (_col(frame, "reactor.formate_rate") * Z_FORMATE
                    + _col(frame, "reactor.h2_rate") * Z_H2) * F
         out["charge"] = _rel(partial - current, current)
-    cell = ["reactor.co2_in_rate", "reactor.co2_out_rate", "reactor.formate_rate",
-            "reactor.carbonate_rate"]
-    if set(cell) <= cols:
-        co2_in, co2_out, formate, carb = (_col(frame, c) for c in cell)
+    if not how["carbon_cell"].startswith("skipped"):
+        co2_in, co2_out, formate, carb = (_col(frame, c) for c in _ROWS["carbon_cell"])
         out["carbon_cell"] = _rel(co2_in - co2_out - formate - carb, co2_in)
         if (formate > co2_in).any():
             out["carbon_cell"] = math.inf
-    feed = ["reactor.co2_in_rate", "feed.fresh_co2_rate", "feed.recycle_co2_rate"]
-    if set(feed) <= cols:
-        co2_in, fresh, rec = (_col(frame, c) for c in feed)
+    if not how["carbon_feed"].startswith("skipped"):
+        co2_in, fresh, rec = (_col(frame, c) for c in _ROWS["carbon_feed"])
         out["carbon_feed"] = _rel(co2_in - fresh - rec, co2_in)
-    times = frame.index.to_numpy()
-    if len(times) < 2:
-        return out
-    dt = np.diff(times)
-    steps = frame.attrs.get("scenario", {}).get("step_s")
-    if steps is None or not np.allclose(dt, steps, rtol=1e-9, atol=0):
-        return out  # rows may be decimated: consecutive rows are not consecutive steps
-    out.update(_step_balances(frame, cols, dt))
+        if "running totals" in how["carbon_feed"]:
+            out["carbon_feed"] = max(out["carbon_feed"], _between(frame, "carbon_feed"))
+    for name in _STEPWISE:
+        if how[name].startswith("every step"):
+            out[name] = _step_balance(frame, name)
+        elif "running totals" in how[name]:
+            out[name] = _between(frame, name)
     return out
 
 
-def _step_balances(frame: pd.DataFrame, cols: set[str], dt: np.ndarray) -> dict[str, float]:
-    """The balances that relate consecutive rows, ``dt`` apart (every step recorded)."""
-    out: dict[str, float] = {}
-    sep = ["reactor.co2_out_rate", "separation.vent_co2_rate", "separation.co2_recycle_rate",
-           "separation.separator_co2"]
-    if set(sep) <= cols:
-        co2_out, vent, rec, hold = (_col(frame, c) for c in sep)
+def _step_balance(frame: pd.DataFrame, name: str) -> float:
+    """A balance that relates consecutive rows, each one step apart."""
+    dt = np.diff(frame.index.to_numpy())
+    if name == "carbon_separator":
+        co2_out, vent, rec, hold = (_col(frame, c) for c in _ROWS[name])
         change = np.diff(hold) / dt
-        out["carbon_separator"] = _rel(co2_out[1:] - vent[1:] - rec[1:] - change, co2_out[1:],
-                                       floor=_resolution(hold, dt))
-    tank = ["reactor.formate_rate", "separation.product_draw_rate", "separation.tank_formate"]
-    if set(tank) <= cols:
-        formate, draw, inv = (_col(frame, c) for c in tank)
-        out["tank"] = _rel(np.diff(inv) / dt - formate[1:] + draw[1:], formate[1:], draw[1:],
-                           floor=_resolution(inv, dt))
-    if {"feed.recycle_co2_rate", "separation.co2_recycle_rate"} <= cols:
-        fed, sent = _col(frame, "feed.recycle_co2_rate"), _col(frame, "separation.co2_recycle_rate")
-        out["recycle_link"] = _rel(fed[1:] - sent[:-1], sent[:-1])
-    plant = ["feed.fresh_co2_fed", "separation.vent_co2_rate", "reactor.formate_produced",
-             "reactor.carbonate_rate", "separation.separator_co2", "separation.co2_recycle_rate"]
-    if set(plant) <= cols:
-        out["carbon_plant"] = _plant_carbon(frame, dt)
-    return out
+        return _rel(co2_out[1:] - vent[1:] - rec[1:] - change, co2_out[1:],
+                    floor=_resolution(hold, dt))
+    if name == "tank":
+        formate, draw, inv = (_col(frame, c) for c in _ROWS[name])
+        return _rel(np.diff(inv) / dt - formate[1:] + draw[1:], formate[1:], draw[1:],
+                    floor=_resolution(inv, dt))
+    if name == "recycle_link":
+        fed, sent = (_col(frame, c) for c in _ROWS[name])
+        return _rel(fed[1:] - sent[:-1], sent[:-1])
+    return _plant_carbon(frame, dt)
 
 
 def _plant_carbon(frame: pd.DataFrame, dt: np.ndarray) -> float:
@@ -193,6 +487,33 @@ def _plant_carbon(frame: pd.DataFrame, dt: np.ndarray) -> float:
     transit = (rec[-1] - rec[0]) * dt[0]
     residual = fed - vented - lost - made - held - transit
     return float(abs(residual) / max(fed, vented + lost + made, 1e-300))
+
+
+def _between(frame: pd.DataFrame, name: str) -> float:
+    """A balance between consecutive recorded rows, from the running totals (decimated runs).
+
+    Each total carries the rounding of its additions, one per step: a residual within
+    that (steps between the rows times a few ulps of the totals) is no imbalance.
+    """
+    totals = [_col(frame, c) for c in _TOTALS[name]]
+    d = [np.diff(t) for t in totals]
+    step = frame.attrs.get("scenario", {}).get("step_s")
+    steps = np.diff(frame.index.to_numpy()) / step if step else np.ones(len(d[0]))
+    floor = 8.0 * steps * np.spacing(np.max([np.abs(t[1:]) for t in totals], axis=0))
+    if name == "carbon_feed":  # fresh + recycled = into the cell
+        return _rel(d[0] + d[1] - d[2], d[2], floor=floor)
+    if name == "carbon_separator":  # received = vented + recycled + hold-up change
+        return _rel(d[0] - d[1] - d[2] - d[3], d[0], floor=floor)
+    if name == "tank":  # received = drawn + inventory change
+        return _rel(d[0] - d[1] - d[2], d[0], d[1], floor=floor)
+    if name == "recycle_link":
+        # the feed gets, over a step, what the separator sent at the end of the one before:
+        # its total lags the separator's by the last step's flow
+        fed, sent, rate = totals
+        lagged = sent - rate * step
+        return _rel(np.diff(fed) - np.diff(lagged), np.diff(sent), floor=floor)
+    fresh, vented, lost, made, held, rec = d[0], d[1], d[2], d[3], d[4], np.diff(totals[5]) * step
+    return _rel(fresh - vented - lost - made - held - rec, fresh, vented + lost + made, floor=floor)
 
 
 def _col(frame: pd.DataFrame, name: str) -> np.ndarray:

@@ -16,8 +16,15 @@ class Feed(Component):
 
     Two mass-flow controllers (CO2 and N2 diluent) blend the fresh gas; the CO2
     recycle from separation joins it without delay. Each actuator is a
-    first-order lag (integrated exactly) saturated at its full scale; an
-    actuator at full scale raises ``saturated``. Faults are tunable parameters:
+    first-order lag (integrated exactly) saturated at its full scale. An
+    actuator asked for more than its full scale raises its own flag
+    (``co2_mfc_saturated``, ``n2_mfc_saturated``, ``anolyte_pump_saturated``,
+    ``catholyte_pump_saturated``) and ``saturated``; ``co2_mfc_request`` and
+    ``n2_mfc_request`` say what each gas controller was asked for and
+    ``co2_mfc_flow``, ``n2_mfc_flow`` what it gives, so a run can tell how far
+    the gas reaching the cell is from its set points. ``fresh_co2_fed`` and
+    ``recycle_co2_fed`` integrate the CO2 fed, so balances hold between
+    recorded rows of a decimated run. Faults are tunable parameters:
     ``co2_supply_fraction`` < 1 (the CO2 supply cannot deliver), and
     ``anolyte_pump_on`` / ``catholyte_pump_on`` = 0 (a pump stops).
     """
@@ -45,7 +52,22 @@ class Feed(Component):
         Port("anolyte_conc", "mol/L", 0.0, 20.0, "anolyte concentration", start=1.0),
         Port("catholyte_conc", "mol/L", 0.0, 20.0, "catholyte concentration", start=1.0),
         Port("humidity", "%", 0.0, 100.0, "gas relative humidity", start=90.0),
-        Port("saturated", "1", 0.0, 1.0, "1 while an actuator is at its full scale"),
+        Port("recycle_co2_fed", "mol", 0.0, math.inf, "recycled CO2 fed since the start"),
+        Port("co2_mfc_request", "mL/min", 0.0, 10000.0, "CO2 flow asked of the CO2 flow controller",
+             start=100.0),
+        Port("n2_mfc_request", "mL/min", 0.0, 10000.0, "N2 flow asked of the N2 flow controller"),
+        Port("co2_mfc_flow", "mL/min", 0.0, 10000.0, "fresh CO2 the CO2 flow controller gives",
+             start=100.0),
+        Port("n2_mfc_flow", "mL/min", 0.0, 10000.0, "N2 the N2 flow controller gives"),
+        Port("co2_mfc_saturated", "1", 0.0, 1.0, "1 while the CO2 flow controller is asked for more "
+             "than its full scale"),
+        Port("n2_mfc_saturated", "1", 0.0, 1.0, "1 while the N2 flow controller is asked for more "
+             "than its full scale"),
+        Port("anolyte_pump_saturated", "1", 0.0, 1.0, "1 while the anolyte pump is asked for more "
+             "than its full scale"),
+        Port("catholyte_pump_saturated", "1", 0.0, 1.0, "1 while the catholyte pump is asked for more "
+             "than its full scale"),
+        Port("saturated", "1", 0.0, 1.0, "1 while any actuator is asked for more than its full scale"),
     )
     parameters = (
         Parameter("co2_mfc_max", 500.0, "mL/min", "CO2 mass-flow controller full scale", 0.0, 1e5),
@@ -62,11 +84,12 @@ class Feed(Component):
         Parameter("catholyte_pump_on", 1.0, "1", "0 when the catholyte pump has stopped", 0.0, 1.0,
                   tunable=True),
     )
-    state_names = ("_co2", "_n2", "_an", "_cat", "_c_an", "_c_cat", "_rh", "_fed")
+    state_names = ("_co2", "_n2", "_an", "_cat", "_c_an", "_c_cat", "_rh", "_fed", "_recycled")
 
     def initialize(self, t0: float) -> None:
         self._co2 = None
         self._fed = 0.0
+        self._recycled = 0.0
 
     def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
         p = self.p
@@ -82,11 +105,11 @@ class Feed(Component):
             inputs["catholyte_conc_setpoint"],
             inputs["humidity_setpoint"],
         )
-        saturated = (
-            co2_sp > p.co2_mfc_max
-            or n2_sp > p.n2_mfc_max
-            or inputs["anolyte_flow_setpoint"] > p.pump_max
-            or inputs["catholyte_flow_setpoint"] > p.pump_max
+        flags = (
+            co2_sp > p.co2_mfc_max,
+            n2_sp > p.n2_mfc_max,
+            inputs["anolyte_flow_setpoint"] > p.pump_max,
+            inputs["catholyte_flow_setpoint"] > p.pump_max,
         )
         if self._co2 is None:
             (self._co2, self._n2, self._an, self._cat,
@@ -105,6 +128,7 @@ class Feed(Component):
         fresh = gas_mol_s(self._co2)
         self._fed += fresh * dt
         recycle = inputs["co2_recycle"]
+        self._recycled += gas_mol_s(recycle) * dt
         co2 = self._co2 + recycle
         total = co2 + self._n2
         return {
@@ -119,5 +143,14 @@ class Feed(Component):
             "anolyte_conc": self._c_an,
             "catholyte_conc": self._c_cat,
             "humidity": self._rh,
-            "saturated": 1.0 if saturated else 0.0,
+            "recycle_co2_fed": self._recycled,
+            "co2_mfc_request": co2_sp,
+            "n2_mfc_request": n2_sp,
+            "co2_mfc_flow": self._co2,
+            "n2_mfc_flow": self._n2,
+            "co2_mfc_saturated": 1.0 if flags[0] else 0.0,
+            "n2_mfc_saturated": 1.0 if flags[1] else 0.0,
+            "anolyte_pump_saturated": 1.0 if flags[2] else 0.0,
+            "catholyte_pump_saturated": 1.0 if flags[3] else 0.0,
+            "saturated": 1.0 if any(flags) else 0.0,
         }

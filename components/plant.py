@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from collections.abc import Callable, Mapping
 
@@ -23,7 +24,8 @@ from .separation import Separation
 if TYPE_CHECKING:
     from models.surrogate import ModelSet
 
-__all__ = ["STAGES", "INPUTS", "FAULTS", "LIMITS", "KEY_SIGNALS", "build_plant", "resolve_input"]
+__all__ = ["STAGES", "INPUTS", "FAULTS", "LIMITS", "KEY_SIGNALS", "SETPOINTS", "FLAGS", "Flag",
+           "build_plant", "resolve_input", "recorded_as"]
 
 #: component name -> class, in the order they are declared to the engine
 STAGES: dict[str, type[Component]] = {
@@ -99,6 +101,72 @@ def resolve_input(name: str) -> str:
     return INPUTS.get(name, name)
 
 
+_SOURCES = {target: source for source, target in _WIRES}
+
+
+def recorded_as(signal: str) -> str:
+    """The column a signal is recorded in: a connected input (``reactor.gas_flow``) is
+    recorded as the output that feeds it without delay (``feed.gas_flow``)."""
+    return _SOURCES.get(signal, signal)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A 0/1 output that is 1 while a device or a model did not do what it was asked.
+
+    ``asked`` and ``got`` name the columns of what was asked and what came (both in
+    one unit); ``effects`` pairs of (set point, actual) columns that show what it did
+    to the plant downstream. A run's summary reports each flag that was raised.
+    """
+
+    column: str
+    kind: str  # saturation | bound | envelope
+    what: str
+    asked: str | None = None
+    got: str | None = None
+    effects: tuple[tuple[str, str], ...] = ()
+
+
+_CELL_GAS = (("feed.gas_flow_setpoint", "feed.gas_flow"),
+             ("feed.co2_fraction_setpoint", "feed.co2_fraction"))
+
+#: every flag the standard plant raises (the reactor's envelope flags, one per
+#: estimated variable, are read from the columns ``reactor.<variable>_outside_envelope``)
+FLAGS: tuple[Flag, ...] = (
+    Flag("feed.co2_mfc_saturated", "saturation", "CO2 flow controller at its full scale",
+         "feed.co2_mfc_request", "feed.co2_mfc_flow", _CELL_GAS),
+    Flag("feed.n2_mfc_saturated", "saturation", "N2 flow controller at its full scale",
+         "feed.n2_mfc_request", "feed.n2_mfc_flow", _CELL_GAS),
+    Flag("feed.anolyte_pump_saturated", "saturation", "anolyte pump at its full scale",
+         "feed.anolyte_flow_setpoint", "feed.anolyte_flow"),
+    Flag("feed.catholyte_pump_saturated", "saturation", "catholyte pump at its full scale",
+         "feed.catholyte_flow_setpoint", "feed.catholyte_flow"),
+    Flag("power.current_limited", "saturation", "power supply at its rated current",
+         "power.current_setpoint", "power.current"),
+    Flag("power.voltage_limited", "saturation",
+         "power supply at its compliance voltage (current reduced)",
+         "power.current_setpoint", "power.current"),
+    Flag("power.slew_limited", "saturation", "current held back by the slew rate",
+         "power.current_setpoint", "power.current"),
+    Flag("reactor.estimate_bounded", "bound",
+         "surrogate estimates bounded to keep the charge and carbon balances"),
+)
+
+#: signal -> the set point it follows (plots draw both)
+SETPOINTS: dict[str, str] = {
+    "power.current": "power.current_setpoint",
+    "feed.gas_flow": "feed.gas_flow_setpoint",
+    "feed.co2_fraction": "feed.co2_fraction_setpoint",
+    "feed.anolyte_flow": "feed.anolyte_flow_setpoint",
+    "feed.catholyte_flow": "feed.catholyte_flow_setpoint",
+    "feed.anolyte_conc": "feed.anolyte_conc_setpoint",
+    "feed.catholyte_conc": "feed.catholyte_conc_setpoint",
+    "feed.humidity": "feed.humidity_setpoint",
+    "feed.co2_mfc_flow": "feed.co2_mfc_request",
+    "feed.n2_mfc_flow": "feed.n2_mfc_request",
+}
+
+
 def build_plant(
     parameters: Mapping[str, Mapping[str, float]] | None = None,
     models: ModelSet | None = None,
@@ -129,5 +197,6 @@ KEY_SIGNALS: list[tuple[str, str]] = [
     ("reactor.formate_production", "formate [g/h]"),
     ("reactor.outlet_co2_fraction", "outlet CO2 [%]"),
     ("reactor.anolyte_ph", "anolyte pH"),
+    ("reactor.cell_temperature", "cell temperature [degC]"),
     ("separation.tank_formate_conc", "tank formate [mol/L]"),
 ]

@@ -17,6 +17,8 @@ class PowerSupply(Component):
     ``max_current``. When the cell voltage (fed back, one step delayed) exceeds
     ``max_voltage`` the supply enters compliance and scales the current down by
     ``max_voltage / voltage``; ``voltage_limited`` records that it did.
+    ``current_limited`` is 1 while the set point is above the rated current,
+    ``slew_limited`` while the slew rate keeps the current from its target.
     ``output_enabled`` = 0 (a trip) drops the current to zero at once.
     """
 
@@ -27,6 +29,8 @@ class PowerSupply(Component):
     outputs = (
         Port("current", "A", 0.0, 1000.0, "current delivered to the cell", start=0.0, measured=True),
         Port("voltage_limited", "1", 0.0, 1.0, "1 while the compliance voltage limits current"),
+        Port("current_limited", "1", 0.0, 1.0, "1 while the set point is above the rated current"),
+        Port("slew_limited", "1", 0.0, 1.0, "1 while the slew rate keeps the current from its target"),
     )
     parameters = (
         Parameter("max_current", 50.0, "A", "rated current", 0.0, 1000.0),
@@ -41,16 +45,20 @@ class PowerSupply(Component):
 
     def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
         p = self.p
+        rated = inputs["current_setpoint"] > p.max_current and p.output_enabled > 0.0
         target = min(inputs["current_setpoint"], p.max_current) * p.output_enabled
         voltage = inputs["cell_voltage"]
         limited = voltage > p.max_voltage
         previous = target if self._current is None else self._current
         if limited:
             target = min(target, previous * p.max_voltage / voltage)
+        slewed = False
         if self._current is None or p.output_enabled == 0.0:
             current = target
         else:
             change = p.slew_rate * dt
             current = previous + max(-change, min(change, target - previous))
+            slewed = dt > 0.0 and abs(target - previous) > change
         self._current = current
-        return {"current": current, "voltage_limited": 1.0 if limited else 0.0}
+        return {"current": current, "voltage_limited": 1.0 if limited else 0.0,
+                "current_limited": 1.0 if rated else 0.0, "slew_limited": 1.0 if slewed else 0.0}

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 from .component import Component
 from .errors import WiringError
+from .units import UnitError, converter
 
 __all__ = ["Connection", "Graph", "check_connection", "split_signal"]
 
@@ -79,9 +80,19 @@ def check_connection(components: Mapping[str, Any], conn: Connection) -> list[st
     if len(ends) == 2 and ends[0].unit != ends[1].unit:
         problems.append(
             f"{conn}: unit mismatch, {conn.source} is in {ends[0].unit!r} "
-            f"but {conn.target} expects {ends[1].unit!r}"
+            f"but {conn.target} expects {ends[1].unit!r}{_conversion_hint(*ends)}"
         )
     return problems
+
+
+def _conversion_hint(source: Any, target: Any) -> str:
+    """Why compatible units are still refused: a connection passes values as they are."""
+    try:
+        converter(source.unit, target.unit)
+    except UnitError:
+        return ""
+    return (" (the units are compatible, but a connection passes values unconverted: "
+            "declare both ports in the same unit)")
 
 
 class Graph(Generic[C]):
@@ -180,5 +191,6 @@ class Graph(Generic[C]):
             links.append(str(conn))
         return (
             "undelayed cycle " + " -> ".join(cycle) + " (" + "; ".join(links) + "); "
-            "mark one of these connections 'delayed: true' to break it"
+            "mark one of these connections delayed to break it (in a scenario file a third "
+            "list element: [from, to, delayed]; in Python Connection(from, to, delayed=True))"
         )

@@ -210,10 +210,11 @@ def test_input_below_the_port_bound_names_path_and_bounds():
     )
 
 
-def test_unit_must_equal_the_ports_unit():
-    """unit: mA on current is refused: no conversion, the port's unit is A."""
-    text = problems({"inputs": {"current": {"constant": 5000, "unit": "mA"}}})
-    assert "inputs.current.unit: expected 'A' (the port's unit; no conversion), found 'mA'" in text
+def test_unit_must_convert_to_the_ports_unit():
+    """unit: V on current is refused naming both units (conversions: tests/test_units.py)."""
+    text = problems({"inputs": {"current": {"constant": 5, "unit": "V"}}})
+    assert ("inputs.current.unit: expected a unit convertible to 'A' (the signal's unit), "
+            "found 'V': 'V' measures electric potential, 'A' electric current") in text
 
 
 def test_steps_values_and_times_are_checked():
@@ -327,7 +328,7 @@ def test_every_problem_in_a_file_is_reported_together(write_file):
     """Schema errors and plant checks in one file are all listed in one ScenarioError."""
     path = write_file("many.yaml", (
         "name: t\nduration: 60\nstep: 1\ncolour: blue\n"
-        "inputs:\n  current: -1\n  gas_flow: {constant: 1, unit: L/min}\n  humidity: wet\n"
+        "inputs:\n  current: -1\n  gas_flow: {constant: 1, unit: mol/s}\n  humidity: wet\n"
         "plant:\n  reactor: {nope: 1, area_cm2: .inf}\n"
         "events:\n"
         "  - {at: 2.5, type: power_trip}\n"
@@ -341,7 +342,7 @@ def test_every_problem_in_a_file_is_reported_together(write_file):
         "plant.reactor.area_cm2: expected a finite number, found inf",
         "events[1].type: expected one of",
         "inputs.current.constant: expected a value in [0, 1000] A, found -1.0",
-        "inputs.gas_flow.unit: expected 'mL/min'",
+        "inputs.gas_flow.unit: expected a unit convertible to 'mL/min'",
         "plant.reactor.nope: unknown parameter",
         "events[0].at: expected a multiple of the step (1 s) from the start, found 2.5",
         "events[2].target: power.max_current cannot change during a run",

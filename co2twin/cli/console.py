@@ -10,8 +10,9 @@ from rich.markup import escape
 
 __all__ = ["out", "err", "fail", "os_error", "json_safe"]
 
-out = Console()
-err = Console(stderr=True)
+# no emoji codes: a scenario named ":x:" is shown as written (user text is also escaped)
+out = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
 
 
 def fail(exc: BaseException | str, code: int = 1) -> NoReturn:
