@@ -14,11 +14,34 @@ from collections.abc import Callable, Mapping
 from cosim.component import Component
 from cosim.simulation import Simulation
 
-__all__ = ["measure", "noop_plant", "surrogate_speed", "fmu_speed", "BENCH_24H", "FMU_KEYS"]
+__all__ = ["measure", "noop_plant", "surrogate_speed", "fmu_speed", "service_speed", "BENCH_24H", "FMU_KEYS"]
 
 #: keys added by :func:`fmu_speed` (``None`` when PythonFMU or FMPy is missing)
 FMU_KEYS: tuple[str, ...] = ("fmu_build_s", "fmu_instantiate_s", "fmu_steps_per_s",
-                             "fmu_inprocess_steps_per_s", "fmu_vs_inprocess_ratio")
+                             "fmu_inprocess_steps_per_s", "fmu_vs_inprocess_ratio",
+                             "fmu_size_mb", "fmu_cold_instantiate_s")
+
+# A fresh interpreter with only the standard library (-I -S) loads the FMU's binary with
+# ctypes, as a C host would, and instantiates and initialises it: the loader finds Python
+# already running and every package comes from the FMU's own bundle.
+_COLD_INSTANTIATE = r"""
+import ctypes, pathlib, sys
+folder, guid = sys.argv[1], sys.argv[2]
+lib = ctypes.CDLL(str(pathlib.Path(folder, "binaries", "linux64", "Co2Twin.so")))
+class Callbacks(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_void_p) for n in ("logger", "alloc", "free", "step", "env")]
+lib.fmi2Instantiate.restype = ctypes.c_void_p
+lib.fmi2Instantiate.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p,
+                                ctypes.POINTER(Callbacks), ctypes.c_int, ctypes.c_int]
+callbacks = Callbacks()
+uri = pathlib.Path(folder, "resources").as_uri().encode()
+c = lib.fmi2Instantiate(b"cold", 1, guid.encode(), uri, ctypes.byref(callbacks), 0, 0)
+assert c, "fmi2Instantiate failed"
+for name in ("fmi2EnterInitializationMode", "fmi2ExitInitializationMode"):
+    getattr(lib, name).argtypes = [ctypes.c_void_p]
+    assert getattr(lib, name)(ctypes.c_void_p(c)) == 0, name
+print("numpy" in sys.modules and sys.modules["numpy"].__file__.startswith(folder))
+"""
 
 #: the 24 h benchmark scenario (same as scenarios/long_run_24h.yaml in spirit)
 BENCH_24H: dict[str, Any] = {
@@ -98,9 +121,18 @@ def measure(*, steps: int = 20_000, repeat: int = 3) -> dict[str, Any]:
         "scenario_24h_rows": len(frame),
         **surrogate_speed(),
         **fmu_speed(steps=min(steps, 5_000), repeat=repeat),
+        **service_speed(),
         "python": platform.python_version(),
         "machine": platform.machine(),
     }
+
+
+def service_speed() -> dict[str, float]:
+    """The service's figures: execution rows a worker writes per second (SQLite, every step
+    recorded) and the median time of one control-session ``advance`` over HTTP on loopback."""
+    from co2twin.service.loadtest import measure as service_measure
+
+    return service_measure()
 
 
 def _best_of(fn: Callable[[], Any], calls: int, repeat: int = 5) -> float:
@@ -165,8 +197,11 @@ def fmu_speed(*, steps: int = 5_000, repeat: int = 3) -> dict[str, Any]:
     ``steps`` doSteps of 1 s (``fmu_steps_per_s``, best of ``repeat``). The
     in-process figure runs the same scenario's simulation (same models, same
     recorded signals as the slave), one 1 s ``advance_to`` per step, timed in
-    rounds alternating with the FMU's. Without PythonFMU or FMPy the figures
-    are ``None`` and ``fmu_note`` says why.
+    rounds alternating with the FMU's. ``fmu_size_mb`` is the FMU file's size;
+    ``fmu_cold_instantiate_s`` the wall time of a fresh process that has only the standard
+    library loading the extracted FMU's binary and instantiating and initialising it
+    (Python start, the FMU's bundled packages imported, the plant built). Without PythonFMU
+    or FMPy the figures are ``None`` and ``fmu_note`` says why.
     """
     import shutil
     import tempfile
@@ -189,8 +224,8 @@ def fmu_speed(*, steps: int = 5_000, repeat: int = 3) -> dict[str, Any]:
         t0 = time.perf_counter()
         path = build_fmu(DEFAULT_SCENARIO, tmp / "co2twin.fmu")
         figures["fmu_build_s"] = round(time.perf_counter() - t0, 3)
+        figures["fmu_size_mb"] = round(path.stat().st_size / 1e6, 1)
 
-        # cosim is imported (above) before the FMU's Python code runs in this process
         t0 = time.perf_counter()
         unzipped = fmpy.extract(str(path), unzipdir=str(tmp / "unzipped"))
         md = fmpy.read_model_description(str(path))
@@ -205,25 +240,45 @@ def fmu_speed(*, steps: int = 5_000, repeat: int = 3) -> dict[str, Any]:
         sim = build(load_scenario(DEFAULT_SCENARIO))
         sim.record(["power.current"])  # as fmu/slave.py does
         sim.initialize()
-        fmu_t = 0.0
-        best_fmu = best_sim = float("inf")
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                slave.doStep(fmu_t, 1.0)
-                fmu_t += 1.0
-            best_fmu = min(best_fmu, time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                sim.advance_to(sim.time + 1.0)
-            best_sim = min(best_sim, time.perf_counter() - t0)
-        fmu_rate, sim_rate = steps / best_fmu, steps / best_sim
+        fmu_rate, sim_rate = _side_by_side(slave, sim, steps, repeat)
         figures["fmu_steps_per_s"] = round(fmu_rate, 1)
         figures["fmu_inprocess_steps_per_s"] = round(sim_rate, 1)
         figures["fmu_vs_inprocess_ratio"] = round(fmu_rate / sim_rate, 4)
+        figures["fmu_cold_instantiate_s"] = _cold_instantiate_s(Path(unzipped), md.guid)
     finally:
         if slave is not None:
             slave.terminate()
             slave.freeInstance()
         shutil.rmtree(tmp, ignore_errors=True)
     return figures
+
+
+def _side_by_side(slave: Any, sim: Simulation, steps: int, repeat: int) -> tuple[float, float]:
+    """Steps/s of the FMU and of the simulation in process, best of ``repeat`` alternating rounds."""
+    fmu_t = 0.0
+    best_fmu = best_sim = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            slave.doStep(fmu_t, 1.0)
+            fmu_t += 1.0
+        best_fmu = min(best_fmu, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            sim.advance_to(sim.time + 1.0)
+        best_sim = min(best_sim, time.perf_counter() - t0)
+    return steps / best_fmu, steps / best_sim
+
+
+def _cold_instantiate_s(folder: Path, guid: str) -> float:
+    """Wall seconds of a fresh, standard-library-only process instantiating the FMU in ``folder``."""
+    import subprocess
+    import sys
+
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", _COLD_INSTANTIATE, str(folder), guid],
+                          capture_output=True, text=True, timeout=600, check=False)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0 or proc.stdout.split()[-1:] != ["True"]:
+        raise RuntimeError(f"cold instantiation of the FMU in {folder} failed:\n{proc.stderr[-2000:]}")
+    return round(seconds, 3)

@@ -7,11 +7,13 @@ rejects duplicate keys and unknown keys, and gathers every problem into one
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
 from collections.abc import Mapping
 
+import numpy as np
 import yaml
 from pydantic import ValidationError
 
@@ -28,9 +30,13 @@ from cosim.events import (
 )
 from cosim.graph import Connection
 from cosim.profiles import Constant, Profile, Ramp, Steps, Table
+from cosim.units import converter
+from .controllers import build_controllers
 from .scenario_checks import Semantics, read_csv_profile
 from .surrogates import models_for_build
+from .supply import attach_supply
 from .scenario_schema import (
+    CONTROLLER_TYPES,
     NOT_IN_FILES,
     PLANT_TAGS,
     CsvSpec,
@@ -48,7 +54,8 @@ from .scenario_schema import (
 )
 from cosim.simulation import Simulation
 
-__all__ = ["Scenario", "build", "json_schema", "load_scenario", "parse_scenario", "run", "validate"]
+__all__ = ["Scenario", "add_derived_columns", "add_limit_flags", "build", "envelopes", "json_schema",
+           "load_scenario", "parse_scenario", "run", "run_attrs", "shorten_paths", "validate"]
 
 MAX_FILE_BYTES = 5_000_000
 MAX_YAML_NODES = 200_000
@@ -58,29 +65,36 @@ MAX_YAML_NODES = 200_000
 class _Loader(yaml.SafeLoader):
     """Safe YAML that refuses duplicate keys and documents that expand too far.
 
+    Every duplicate key of the document is gathered in ``duplicates`` (one line
+    each, with where the key first appeared), so all of them are reported at once.
     Numbers in exponent form without a dot (``1e5``, ``1e999``) are numbers, as
     in YAML 1.2, not text: ``1e999`` is then rejected as "not finite" rather than
     as "not a number".
     """
 
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[tuple[int, int, str]] = []  # (line, column, problem)
+
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen: set[Any] = set()
+        seen: dict[Any, Any] = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue  # ``<<: *anchor`` merges; explicit keys may override merged ones
             key = self.construct_object(key_node, deep=True)
             try:
-                duplicate = key in seen
+                first = seen.get(key)
             except TypeError:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"unhashable mapping key {key!r}", key_node.start_mark
                 ) from None
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"expected each key once, found {key!r} again (duplicate key)",
-                    key_node.start_mark
-                )
-            seen.add(key)
+            if first is not None:
+                mark = key_node.start_mark
+                self.duplicates.append((mark.line, mark.column,
+                    f"line {mark.line + 1}, column {mark.column + 1}: expected each key once, "
+                    f"found {key!r} again (duplicate key; first at line {first.line + 1})"))
+                continue
+            seen[key] = key_node.start_mark
         return super().construct_mapping(node, deep=deep)
 
 
@@ -115,7 +129,10 @@ def _read_yaml(text: str, source: str) -> Any:
             if node is None:
                 return None
             _count_nodes(node, [MAX_YAML_NODES])
-            return loader.construct_document(node)
+            data = loader.construct_document(node)
+            if loader.duplicates:
+                raise ScenarioError([text for *_, text in sorted(loader.duplicates)], source)
+            return data
         finally:
             loader.dispose()
     except ScenarioError as exc:
@@ -216,10 +233,47 @@ def parse_scenario(
             problems += Semantics(rest, timing=timing, event_index=index["events"],
                                   connection_index=index["connections"]).check()
         raise ScenarioError(problems, source) from None
-    problems += Semantics(scenario).check()
+    semantics = Semantics(scenario)
+    problems += semantics.check()
     if problems:
         raise ScenarioError(problems, source)
-    return scenario
+    return _in_port_units(scenario, semantics.port_units)
+
+
+def _in_port_units(scenario: Scenario, units: Mapping[str, str]) -> Scenario:
+    """The scenario with every value that came with a ``unit:`` converted to its signal's unit.
+
+    ``units``: YAML path (``inputs.gas_flow``, ``events[2]``, ``limits.x.y``) -> the
+    signal's unit, for the values the checks found convertible. CSV profiles keep
+    their unit here: their values are read, and converted, when the run is built.
+    """
+    if not units:
+        return scenario
+    inputs = {name: _converted(spec, units.get(f"inputs.{name}"))
+              for name, spec in scenario.inputs.items()}
+    events = [_converted(event, units.get(f"events[{i}]"))
+              for i, event in enumerate(scenario.events)]
+    limits = {name: _converted(spec, units.get(f"limits.{name}"))
+              for name, spec in scenario.limits.items()}
+    return scenario.model_copy(update={"inputs": inputs, "events": events, "limits": limits})
+
+
+def _converted(spec: Any, to: str | None) -> Any:
+    """``spec`` (an input, event or limit) with its values in unit ``to``."""
+    if to is None or spec.unit is None or getattr(spec, "csv", None) is not None:
+        return spec
+    convert = converter(spec.unit, to)
+    update: dict[str, Any] = {"unit": to}
+    for field in ("constant", "value", "to", "low", "high"):
+        if getattr(spec, field, None) is not None:
+            update[field] = convert(getattr(spec, field))
+    if getattr(spec, "steps", None) is not None:
+        update["steps"] = [(t, convert(v)) for t, v in spec.steps]
+    ramp = getattr(spec, "ramp", None)
+    if ramp is not None:
+        update["ramp"] = ramp.model_copy(update={"initial": convert(ramp.initial),
+                                                 "to": convert(ramp.to)})
+    return spec.model_copy(update=update)
 
 
 def _untagged(err: Any) -> Any:
@@ -227,10 +281,14 @@ def _untagged(err: Any) -> Any:
     loc = tuple(err["loc"])
     if len(loc) >= 2 and loc[0] == "plant" and loc[1] in PLANT_TAGS:
         return {**err, "loc": loc[:1] + loc[2:]}
+    # a controller's type tag (controllers.x.pid.gains -> controllers.x.gains)
+    head = 1 if loc[:1] == ("controllers",) else 2 if loc[:2] == ("case", "controllers") else 0
+    if head and len(loc) > head + 2 and loc[head + 1] in CONTROLLER_TYPES:
+        return {**err, "loc": loc[:head + 1] + loc[head + 2:]}
     return err
 
 
-_SECTIONS = ("inputs", "plant", "limits", "rates", "models", "components")
+_SECTIONS = ("inputs", "plant", "limits", "rates", "models", "components", "controllers")
 _LISTS = ("events", "connections")
 _TIMING = ("start", "duration", "step")
 
@@ -360,8 +418,11 @@ def _describe(err: Mapping[str, Any]) -> str:
 
 
 # -- from scenario to simulation ----------------------------------------------------------
-def _profile(scenario: Scenario, spec: InputSpec | ProfileEvent) -> Profile:
-    """The profile of an input or a profile event (the schema lets exactly one kind through)."""
+def _profile(scenario: Scenario, spec: InputSpec | ProfileEvent, unit: str | None = None) -> Profile:
+    """The profile of an input or a profile event (the schema lets exactly one kind through).
+
+    ``unit``: the driven port's, which a CSV profile's values are converted to.
+    """
     if isinstance(spec, InputSpec) and spec.constant is not None:
         return Constant(spec.constant)
     if spec.steps is not None:
@@ -372,21 +433,23 @@ def _profile(scenario: Scenario, spec: InputSpec | ProfileEvent) -> Profile:
     if spec.csv is None:  # only a spec built around the schema's checks gets here
         raise ScenarioError("expected one of constant, steps, ramp, csv, found none",
                             scenario.source)
-    return _csv_profile(scenario, spec.csv)
+    return _csv_profile(scenario, spec.csv, spec.unit, unit)
 
 
-def _csv_profile(scenario: Scenario, csv: CsvSpec) -> Table:
+def _csv_profile(scenario: Scenario, csv: CsvSpec, unit: str | None, to: str | None) -> Table:
     file = Path(csv.path)
     if not file.is_absolute():
         file = scenario.base_dir / file
     times, values = read_csv_profile(file, csv.time_column, csv.column)
+    if unit is not None and to is not None and unit != to:
+        values = [float(v) for v in converter(unit, to)(values)]
     return Table(tuple(times), tuple(values), csv.interpolation, csv.hold)
 
 
-def _event(scenario: Scenario, spec: EventSpec) -> Event:
+def _event(scenario: Scenario, spec: EventSpec, sim: Simulation) -> Event:
     """The engine event of an event in the file: input change, parameter change or fault."""
     if isinstance(spec, (SetEvent, RampEvent, ProfileEvent)):
-        return _input_event(scenario, spec)
+        return _input_event(scenario, spec, sim)
     if isinstance(spec, ParameterEvent):
         return SetParameter(spec.at, spec.target, spec.value)
     if isinstance(spec, SensorEvent):
@@ -396,14 +459,15 @@ def _event(scenario: Scenario, spec: EventSpec) -> Event:
     return _plant_fault(spec)
 
 
-def _input_event(scenario: Scenario, spec: SetEvent | RampEvent | ProfileEvent) -> Event:
+def _input_event(scenario: Scenario, spec: SetEvent | RampEvent | ProfileEvent,
+                 sim: Simulation) -> Event:
     target = resolve_input(spec.target)
     if isinstance(spec, SetEvent):
         return SetInput(spec.at, target, spec.value)
     if isinstance(spec, RampEvent):
         return RampInput(spec.at, target, spec.to, spec.duration)
     label = "steps" if spec.steps is not None or spec.csv is None else f"CSV {spec.csv.path}"
-    return SwitchProfile(spec.at, target, _profile(scenario, spec), label)
+    return SwitchProfile(spec.at, target, _profile(scenario, spec, sim.unit(target)), label)
 
 
 def _plant_fault(spec: PumpEvent | SupplyDropEvent | PlainFaultEvent) -> Event:
@@ -425,14 +489,23 @@ def build(scenario: Scenario) -> Simulation:
         components.update(_components(scenario))
         connections += [Connection(c.source, c.target, delayed=c.delayed)
                         for c in scenario.connections]
+        controllers, wires, drives = build_controllers(  # the controllers: section
+            scenario, components, lambda spec, unit: _profile(scenario, spec, unit))
+        components.update(controllers)
+        connections += wires
+        if scenario.supply is not None:  # PV, battery and DC bus feed the power supply
+            scenario = attach_supply(scenario, components, connections)
         sim = Simulation(
             components, connections, step=scenario.step, start=scenario.start,
             rates=scenario.rates, seed=scenario.seed,
         )
         for name, spec in scenario.inputs.items():
-            sim.drive(resolve_input(name), _profile(scenario, spec))
+            target = resolve_input(name)
+            sim.drive(target, _profile(scenario, spec, sim.unit(target)))
+        for target, spec in drives.items():  # the controllers' set points and modes
+            sim.drive(target, _profile(scenario, spec, sim.unit(target)))
         for event in scenario.events:
-            sim.schedule(_event(scenario, event))
+            sim.schedule(_event(scenario, event, sim))
         sim.record(None if scenario.record.signals == "all" else scenario.record.signals,
                    every=scenario.record.every)
     except (WiringError, SimulationError) as exc:
@@ -477,13 +550,73 @@ def run(scenario: Scenario | str | Path, *, progress: bool | None = None) -> Any
         frame = sim.run(scenario.end, progress=progress)
     finally:
         _close(sim.components.values())
-    frame.attrs["scenario"] = {
+    frame.attrs["scenario"] = run_attrs(scenario, sim)
+    add_derived_columns(frame, scenario)
+    return frame
+
+
+def run_attrs(scenario: Scenario, sim: Simulation) -> dict[str, Any]:
+    """What a run's results say of their scenario: ``frame.attrs["scenario"]``, and the
+    metadata of a results file (in memory or streamed alike)."""
+    return {
         "name": scenario.name, "source": scenario.source, "seed": scenario.seed,
         "step_s": scenario.step, "duration_s": scenario.duration,
+        "every": scenario.record.every,
         "limits": operating_limits(scenario),
         "models": scenario.models.model_dump(mode="json"),
+        "envelopes": envelopes(sim),
     }
-    return frame
+
+
+def add_derived_columns(frame: Any, scenario: Scenario) -> None:
+    """Columns computed from the recorded ones, row by row, after the run.
+
+    Row by row, so that a chunk of rows gets the same columns as the whole run:
+    :mod:`co2twin.streaming` applies this to each chunk it streams to a file, and a
+    streamed file then equals an in-memory run written whole.
+    """
+    add_limit_flags(frame, operating_limits(scenario))
+
+
+def add_limit_flags(frame: Any, limits: Mapping[str, Any]) -> None:
+    """A ``<signal>:outside_limits`` column (1 outside, else 0) per limited signal recorded
+    (judged on the true value where a sensor fault hides it)."""
+    for name, (low, high) in limits.items():
+        if name not in frame.columns:
+            continue
+        values = frame[f"{name}:true" if f"{name}:true" in frame.columns else name].to_numpy()
+        outside = np.zeros(len(values), dtype=bool)
+        if low is not None:
+            outside |= values < low
+        if high is not None:
+            outside |= values > high
+        frame[f"{name}:outside_limits"] = outside.astype(float)
+        frame.attrs["units"][f"{name}:outside_limits"] = "1"
+
+
+def envelopes(sim: Simulation) -> dict[str, Any]:
+    """The training envelope of each surrogate the reactor ran on: variable ->
+    ``{"model": which, "inputs": {signal: [low, high]}}`` (paths shortened)."""
+    models = getattr(sim.components.get("reactor"), "models", None)
+    out: dict[str, Any] = {}
+    for variable, surrogate in getattr(models, "surrogates", {}).items():
+        lower, upper = getattr(surrogate, "lower", None), getattr(surrogate, "upper", None)
+        if lower is None or upper is None:
+            continue
+        out[variable] = {"model": shorten_paths(surrogate.describe()), "inputs": {
+            name: [float(lo), float(hi)]
+            for name, lo, hi in zip(surrogate.inputs, lower, upper, strict=True)}}
+    return out
+
+
+def shorten_paths(text: str) -> str:
+    """``text`` with paths inside co2twin's installation (``.../site-packages/``) or the
+    working directory written relative to it: ``models/trained/fe_formate.hybrid.keras``."""
+    import models
+
+    for root in (Path(models.__file__).resolve().parent.parent, Path.cwd()):
+        text = text.replace(f"{root}{os.sep}", "")
+    return text
 
 
 def operating_limits(scenario: Scenario) -> dict[str, list[float | None]]:

@@ -11,6 +11,7 @@ import re
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
+from collections.abc import Sequence
 
 from components.plant import INPUTS, STAGES, build_plant, resolve_input
 
@@ -19,11 +20,14 @@ from cosim.errors import FMUError, ScenarioError, WiringError
 from cosim.graph import Connection, Graph, check_connection, split_signal
 from cosim.ports import Port
 from cosim.profiles import Table
-from cosim.recorder import FORMATS
+from cosim.units import UnitError, converter
+from .outputs import output_file_problems
+from .controllers import Plan, actuator_target, plan_controllers, with_case_setpoints
 from .surrogates import load_models
 from .scenario_schema import (
     MAX_RECORD_BYTES,
     MAX_STEPS,
+    CaseSpec,
     CsvSpec,
     InputSpec,
     ParameterEvent,
@@ -37,7 +41,17 @@ from .scenario_schema import (
     SupplyDropEvent,
 )
 
-__all__ = ["Semantics", "read_csv_profile"]
+__all__ = ["Semantics", "read_csv_profile", "recorded_signals"]
+
+
+def recorded_signals(scenario: Scenario) -> list[str]:
+    """The signals a run of ``scenario`` records (``record.signals`` applied)."""
+    sem = Semantics(scenario)
+    names = list(sem.outputs) + [n for n in sem.ports if n not in sem.fed]
+    if scenario.record.signals == "all":
+        return names
+    return [n for n in names
+            if any(fnmatch.fnmatchcase(n, pattern) for pattern in scenario.record.signals)]
 
 
 class Semantics:
@@ -57,6 +71,9 @@ class Semantics:
         self.event_index = event_index
         self.connection_index = connection_index
         self.problems: list[str] = []
+        #: YAML path of each value with a ``unit:`` other than its signal's -> the signal's unit
+        #: (checked convertible): :func:`co2twin.scenario.parse_scenario` converts them
+        self.port_units: dict[str, str] = {}
         #: component name -> class: the plant's stages, then the scenario's components
         self.stages: dict[str, type[Component]] = dict(STAGES) if scenario.has_plant else {}
         #: scenario components whose file could not be read (their ports are unknown)
@@ -70,6 +87,7 @@ class Semantics:
             f"{cname}.{p.name}": p for cname, cls in self.stages.items() for p in cls.outputs
         }
         self.wiring = build_plant()[1] if scenario.has_plant else []
+        self._controllers()  # the controllers: section joins stages, ports and wiring; case: checked
         #: fed input -> its source
         self.fed = {c.target: c.source for c in self.wiring}
         self._connections()
@@ -106,18 +124,12 @@ class Semantics:
         if s.record.signals != "all":
             self._record()
         for name, limit in s.limits.items():
-            if (name not in self.outputs and name not in self.ports
-                    and name.partition(".")[0] not in self.broken):
-                self.add(f"limits.{name}", "unknown signal; expected component.port")
-            if limit.low is not None and limit.high is not None and limit.low > limit.high:
-                self.add(f"limits.{name}", f"expected low <= high, found low {limit.low:g} "
-                         f"above high {limit.high:g}")
+            self._limit(f"limits.{name}", name, limit)
         self._models()
         if s.output is not None:
-            fmt = s.output.format or Path(s.output.file).suffix.lstrip(".").lower()
-            if fmt not in FORMATS:
-                self.add("output.file", f"expected a .parquet or .csv file (or output.format), "
-                         f"found {s.output.file!r}")
+            # inside the working directory, a suffix that is the format's (co2twin.outputs)
+            for problem in output_file_problems(s.output.file, s.output.format):
+                self.add("output.file", problem)
         return self.problems
 
     def _components(self) -> None:
@@ -278,22 +290,54 @@ class Semantics:
         if abs(k - round(k)) > 1e-9 * max(1.0, abs(k)):
             self.add(path, f"expected a multiple of the step ({s.step:g} s) from the start, found {t:g}")
 
-    def _values(self, path: str, port: Any, values: list[tuple[str, float]]) -> None:
+    def _values(self, path: str, port: Any, values: list[tuple[str, float]],
+                unit: str | None = None) -> None:
+        """Each value (in ``unit``, else the port's) within the port's bounds."""
+        convert = converter(unit, port.unit) if unit is not None else None
         for where, value in values:
-            if not port.contains(value):
-                self.add(f"{path}{where}", f"expected a value in {port.bounds_text()}, found {value!r}")
+            inside = convert(value) if convert is not None else value
+            if not port.contains(inside):
+                shown = repr(value) if convert is None or unit == port.unit else (
+                    f"{value!r} {unit} ({inside:g} {port.unit})")
+                self.add(f"{path}{where}", f"expected a value in {port.bounds_text()}, found {shown}")
 
-    def _unit(self, path: str, port: Any, unit: str | None) -> None:
-        if unit is not None and unit != port.unit:
-            self.add(f"{path}.unit", f"expected {port.unit!r} (the port's unit; no conversion), "
-                     f"found {unit!r}")
+    def _unit(self, path: str, port: Any, unit: str | None) -> bool:
+        """Whether ``unit`` (if given) converts to the port's unit; a problem if it does not."""
+        if unit is None:
+            return True
+        try:
+            converter(unit, port.unit)
+        except UnitError as exc:
+            self.add(f"{path}.unit", f"expected a unit convertible to {port.unit!r} (the "
+                     f"signal's unit), found {unit!r}: {exc}")
+            return False
+        if unit != port.unit:
+            self.port_units[path] = port.unit
+        return True
 
-    def _steps(self, path: str, port: Any, steps: list[tuple[float, float]]) -> None:
+    def _limit(self, path: str, name: str, limit: Any) -> None:
+        """A known signal, a unit that converts to its own, and low <= high (both converted)."""
+        port = self.outputs.get(name) or self.ports.get(name)
+        if port is None:
+            if name.partition(".")[0] not in self.broken:
+                self.add(path, "unknown signal; expected component.port")
+            if limit.unit is not None:
+                return
+        elif not self._unit(path, port, limit.unit):
+            return
+        convert = converter(limit.unit, port.unit) if port is not None and limit.unit else float
+        if limit.low is not None and limit.high is not None and \
+                convert(limit.low) > convert(limit.high):
+            self.add(path, f"expected low <= high, found low {limit.low:g} "
+                     f"above high {limit.high:g}")
+
+    def _steps(self, path: str, port: Any, steps: list[tuple[float, float]],
+               unit: str | None = None) -> None:
         times = [t for t, _ in steps]
         for i, (a, b) in enumerate(pairwise(times)):
             if b <= a:
                 self.add(f"{path}[{i + 1}]", f"expected a time after {a:g} s, found {b:g}")
-        self._values(path, port, [(f"[{i}]", v) for i, (_, v) in enumerate(steps)])
+        self._values(path, port, [(f"[{i}]", v) for i, (_, v) in enumerate(steps)], unit)
 
     def _covers(self, path: str, table: Table, lo: float, hi: float, offset: float = 0.0,
                 what: str = "the run") -> None:
@@ -307,22 +351,22 @@ class Semantics:
 
     def _input(self, path: str, name: str, spec: InputSpec) -> None:
         port = self._target(path, name)
-        if port is None:
+        if port is None or not self._unit(path, port, spec.unit):
             return
-        self._unit(path, port, spec.unit)
+        unit = spec.unit
         if spec.constant is not None:
-            self._values(path + ".constant", port, [("", spec.constant)])
+            self._values(path + ".constant", port, [("", spec.constant)], unit)
         elif spec.steps is not None:
-            self._steps(path + ".steps", port, spec.steps)
+            self._steps(path + ".steps", port, spec.steps, unit)
         elif spec.ramp is not None:
             r = spec.ramp
-            self._values(path + ".ramp", port, [(".from", r.initial), (".to", r.to)])
+            self._values(path + ".ramp", port, [(".from", r.initial), (".to", r.to)], unit)
         elif spec.csv is not None:  # the schema lets exactly one kind through
-            table = self._csv(path + ".csv", port, spec.csv)
+            table = self._csv(path + ".csv", port, spec.csv, unit)
             if table is not None:
                 self._covers(path + ".csv", table, self.s.start, self.s.end)
 
-    def _csv(self, path: str, port: Any, spec: CsvSpec) -> Table | None:
+    def _csv(self, path: str, port: Any, spec: CsvSpec, unit: str | None = None) -> Table | None:
         file = Path(spec.path)
         if not file.is_absolute():
             file = self.s.base_dir / file
@@ -333,7 +377,7 @@ class Semantics:
             return None
         self._values(f"{path} ({file.name}", port,
                      [(f" line {line}, column {spec.column!r})", v)
-                      for line, v in zip(lines, values, strict=True)])
+                      for line, v in zip(lines, values, strict=True)], unit)
         return Table(tuple(times), tuple(values), spec.interpolation, spec.hold)
 
     #: the only value fields that each kind of sensor fault uses
@@ -356,17 +400,16 @@ class Semantics:
     def _input_event(self, path: str, event: SetEvent | RampEvent | ProfileEvent) -> None:
         """The target is a drivable input; values, unit and CSV coverage fit it."""
         port = self._target(path + ".target", event.target)
-        if port is None:
+        if port is None or not self._unit(path, port, event.unit):
             return
         if isinstance(event, SetEvent):
-            self._unit(path, port, event.unit)
-            self._values(path + ".value", port, [("", event.value)])
+            self._values(path + ".value", port, [("", event.value)], event.unit)
         elif isinstance(event, RampEvent):
-            self._values(path + ".to", port, [("", event.to)])
+            self._values(path + ".to", port, [("", event.to)], event.unit)
         elif event.steps is not None:
-            self._steps(path + ".steps", port, event.steps)
+            self._steps(path + ".steps", port, event.steps, event.unit)
         elif event.csv is not None:  # the schema lets exactly one of steps, csv through
-            table = self._csv(path + ".csv", port, event.csv)
+            table = self._csv(path + ".csv", port, event.csv, event.unit)
             if table is not None:  # the table's time 0 is the event time
                 self._covers(path + ".csv", table, event.at, self.s.end, offset=event.at,
                              what="the run from the event on")
@@ -413,6 +456,162 @@ class Semantics:
                 self.add(f"record.signals[{i}]", f"expected a signal name or pattern that matches "
                          f"a signal, found {pattern!r}")
 
+    # -- controllers: and case: (co2twin.controllers, co2twin.control) ---------------------
+    def _controllers(self) -> None:
+        """Each controller planned against the plant and the components (co2twin.controllers);
+        those that plan join the stages, ports and wiring, so every other check sees them."""
+        s = self.s
+        driven = [resolve_input(n) for n in s.inputs] + [c.target for c in s.connections]
+        plans, problems = plan_controllers(
+            s.controllers, self.stages, has_plant=s.has_plant,
+            fed={c.target: c.source for c in self.wiring}, base_dir=s.base_dir, driven=driven)
+        for path, text in problems:
+            self.add(f"controllers.{path}", text)
+        for name, plan in plans.items():
+            if plan.cls is None:
+                self.broken.add(name)
+                continue
+            self._join(name, plan)
+        if s.case is not None:
+            self._case(s.case)
+
+    def _join(self, name: str, plan: Plan) -> None:
+        """A planned controller's class, ports and wiring join the scenario's; its profiles fit."""
+        assert plan.cls is not None
+        self.stages[name] = plan.cls
+        self.ports.update({f"{name}.{p.name}": p for p in plan.cls.inputs})
+        self.outputs.update({f"{name}.{p.name}": p for p in plan.cls.outputs})
+        self.wiring += plan.wires
+        self._control_profiles(f"controllers.{name}", plan)
+
+    def _control_profiles(self, path: str, plan: Plan) -> None:
+        assert plan.cls is not None
+        for signal, (where, spec) in plan.drives.items():
+            port = plan.cls.input_port(signal.partition(".")[2])
+            self._profile(f"{path}.{where}", port, spec)
+
+    def _profile(self, path: str, port: Port, spec: InputSpec) -> None:
+        """A profile that drives ``port`` (not a scenario input): values, unit, CSV coverage."""
+        if not self._unit(path, port, spec.unit):
+            return
+        if spec.constant is not None:
+            self._values(path + ".constant", port, [("", spec.constant)], spec.unit)
+        elif spec.steps is not None:
+            self._steps(path + ".steps", port, spec.steps, spec.unit)
+        elif spec.ramp is not None:
+            r = spec.ramp
+            self._values(path + ".ramp", port, [(".from", r.initial), (".to", r.to)], spec.unit)
+        elif spec.csv is not None:
+            table = self._csv(path + ".csv", port, spec.csv, spec.unit)
+            if table is not None:
+                self._covers(path + ".csv", table, self.s.start, self.s.end)
+
+    def _case(self, case: CaseSpec) -> None:
+        """A test case: its signals exist, its actuators are free, its controllers plan and keep
+        to the signals the case allows, its thresholds have what they need."""
+        s = self.s
+        measured = {n for n, p in self.outputs.items() if p.measured}
+        for i, signal in enumerate(case.measurements):
+            if signal not in measured:
+                self.add(f"case.measurements[{i}]", f"expected a measured signal "
+                         f"({', '.join(sorted(measured))}), found {signal!r}")
+        actuators = self._case_actuators(case)
+        for signal, spec in case.setpoints.items():
+            port = self.outputs.get(signal)
+            if signal not in measured or port is None:
+                self.add(f"case.setpoints.{signal}", f"expected a measured signal "
+                         f"({', '.join(sorted(measured))}), found {signal!r}")
+            else:
+                self._profile(f"case.setpoints.{signal}", port, spec)
+        for signal, limit in case.constraints.items():
+            self._limit(f"case.constraints.{signal}", signal, limit)
+        if case.price is not None:
+            self._profile("case.price", Port("price", "1", description="price per kWh"), case.price)
+        for name, dist in case.disturbances.items():
+            for j, inp in enumerate(dist.inputs):
+                if inp not in s.inputs:
+                    self.add(f"case.disturbances.{name}.inputs[{j}]", f"expected one of the "
+                             f"scenario's inputs ({', '.join(s.inputs) or 'none'}), found {inp!r}")
+            for j, index in enumerate(dist.events):
+                if index >= len(s.events):
+                    self.add(f"case.disturbances.{name}.events[{j}]", f"expected the index of an "
+                             f"event (0 to {len(s.events) - 1}), found {index}")
+        self._thresholds(case)
+        self._case_controllers(case, set(case.measurements), set(actuators))
+
+    def _case_actuators(self, case: CaseSpec) -> list[str]:
+        """The inputs the case's actuators name; each free: fed by nothing, driven by no input
+        or event of the scenario (the controller under test drives it)."""
+        s = self.s
+        actuators = [actuator_target(a, s.has_plant) for a in case.actuators]
+        by_input = {resolve_input(n): n for n in s.inputs}
+        by_event = {resolve_input(e.target): i for i, e in enumerate(s.events)
+                    if isinstance(e, (SetEvent, RampEvent, ProfileEvent))}
+        fed = {c.target: c.source for c in self.wiring}
+        for i, (name, target) in enumerate(zip(case.actuators, actuators, strict=True)):
+            path = f"case.actuators[{i}]"
+            if target not in self.ports:
+                self.add(path, f"unknown input {name!r}; expected one of {', '.join(INPUTS)} "
+                         "(or component.port of an input)")
+            elif target in fed:
+                self.add(path, f"{target} is fed by {fed[target]}; a test case's actuators are "
+                         "free for the controller under test")
+            elif target in by_input:
+                self.add(path, f"{target} is driven by inputs.{by_input[target]}; a test case "
+                         "leaves its actuators to the controller (remove that input: without a "
+                         "controller the input's start value holds)")
+            elif target in by_event:
+                self.add(path, f"{target} is set by events[{by_event[target]}]; a test case "
+                         "leaves its actuators to the controller")
+        return actuators
+
+    def _thresholds(self, case: CaseSpec) -> None:
+        needs = {"energy_cost": (case.price is not None, "a price (case.price)"),
+                 "time_outside_s": (bool(case.constraints), "constraints (case.constraints)"),
+                 "integral_outside": (bool(case.constraints), "constraints (case.constraints)")}
+        for kpi in ("tracking_iae", "tracking_ise", "overshoot_pct", "settling_time_s"):
+            needs[kpi] = (bool(case.setpoints), "set points (case.setpoints)")
+        for kpi, bound in case.kpis.items():
+            has, what = needs.get(kpi, (True, ""))
+            if not has:
+                self.add(f"case.kpis.{kpi}", f"this KPI needs {what}, and the case has none")
+            if bound.min is not None and bound.max is not None and bound.min > bound.max:
+                self.add(f"case.kpis.{kpi}", f"expected min <= max, found min {bound.min:g} above "
+                         f"max {bound.max:g}")
+        for goal in (case.objective.minimise, case.objective.maximise):
+            if goal is not None and not needs.get(goal, (True, ""))[0]:
+                self.add("case.objective", f"{goal} needs {needs[goal][1]}, and the case has none")
+
+    def _case_controllers(self, case: CaseSpec, allowed: set[str], actuators: set[str]) -> None:
+        """Each shipped controller plans (with the case's set points) and keeps to the case."""
+        s = self.s
+        driven = [resolve_input(n) for n in s.inputs] + [c.target for c in s.connections]
+        fed = {c.target: c.source for c in self.wiring}
+        for name, shipped in case.controllers.items():
+            path = f"case.controllers.{name}"
+            spec = with_case_setpoints(shipped, case)
+            plans, problems = plan_controllers({name: spec}, self.stages, has_plant=s.has_plant,
+                                               fed=fed, base_dir=s.base_dir, driven=driven)
+            for where, text in problems:
+                self.add(f"case.controllers.{where}", text)
+            plan = plans.get(name)
+            if plan is None:
+                continue
+            for signal in plan.reads:
+                if signal not in allowed:
+                    self.add(path, f"reads {signal}, which the case does not allow; allowed "
+                             f"measurements: {', '.join(sorted(allowed))}")
+            for target in plan.writes:
+                if target not in actuators:
+                    self.add(path, f"drives {target}, which the case does not allow; allowed "
+                             f"actuators: {', '.join(sorted(actuators))}")
+            if plan.cls is not None:
+                self._control_profiles(path, plan)
+        for name in case.expected:
+            if name not in case.controllers:
+                self.add(f"case.expected.{name}", f"expected one of the case's controllers "
+                         f"({', '.join(case.controllers)}), found {name!r}")
+
 
 def read_csv_profile(path: Path, time_column: str, column: str) -> tuple[list[float], list[float]]:
     """Read two numeric columns of a CSV profile; every problem raises :class:`ScenarioError`.
@@ -438,7 +637,7 @@ def _read_csv(path: Path, time_column: str, column: str) -> tuple[list[float], l
             if missing:
                 raise ScenarioError(
                     f"{path.name}: expected column(s) {', '.join(map(repr, missing))}, "
-                    f"found columns: {', '.join(map(repr, header)) or 'none'}"
+                    f"found columns: {', '.join(map(repr, header)) or 'none'}{_delimiter_hint(header)}"
                 )
             times: list[float] = []
             values: list[float] = []
@@ -480,3 +679,13 @@ def _read_csv(path: Path, time_column: str, column: str) -> tuple[list[float], l
     return times, values, lines
 
 
+def _delimiter_hint(header: Sequence[str]) -> str:
+    """A hint when the header read as one column holds another delimiter (spreadsheets in
+    many locales write ';', with ',' as the decimal mark)."""
+    if len(header) != 1:
+        return ""
+    for delimiter, name in ((";", "';'"), ("\t", "tabs"), ("|", "'|'")):
+        if delimiter in header[0]:
+            return (f"; the file seems to use {name} as delimiter; co2twin reads ',' (comma-"
+                    "separated values with '.' as the decimal mark): export it as such")
+    return ""

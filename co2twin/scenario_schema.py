@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from collections.abc import Mapping
 
 from pydantic import (
+    AfterValidator,
     PrivateAttr,
     BaseModel,
     BeforeValidator,
@@ -26,11 +27,18 @@ from pydantic import (
 
 from models.variables import VARIABLES
 
+from pydantic import ValidationInfo, field_validator
+
+from .supply_schema import PROFILE_PORTS, BatterySpec, BusSpec, ManagerSpec, PVSpec, check_profile
+
 __all__ = [
     "Scenario", "InputSpec", "CsvSpec", "RampSpec", "RecordSpec", "OutputSpec", "LimitSpec",
     "SetEvent", "RampEvent", "ProfileEvent", "ParameterEvent", "PumpEvent", "SupplyDropEvent",
     "PlainFaultEvent", "SensorEvent", "ModelsSpec", "ModelFileSpec", "ComponentSpec",
-    "ConnectionSpec", "PLANT_TAGS", "NOT_IN_FILES",
+    "ConnectionSpec", "PLANT_TAGS", "NOT_IN_FILES", "ControllerSpec", "PidSpec", "OnOffSpec",
+    "RatioSpec", "OpenLoopSpec", "PythonSpec", "ControlLimits", "GainsSpec", "FeedForwardSpec",
+    "CaseSpec", "ObjectiveSpec", "ThresholdSpec", "DisturbanceSpec", "CONTROL_KPIS", "CONTROLLER_TYPES",
+    "SupplySpec",
 ]
 
 MAX_RECORD_BYTES = 4 * 2**30
@@ -72,6 +80,24 @@ def _number(value: Any) -> Any:
     return value
 
 
+def _positive(value: float) -> float:
+    if not value > 0:
+        raise ValueError("greater than 0")
+    return value
+
+
+def _non_negative(value: float) -> float:
+    if not value >= 0:
+        raise ValueError("greater than or equal to 0")
+    return value
+
+
+def _at_most_one(value: float) -> float:
+    if not value <= 1:
+        raise ValueError("less than or equal to 1")
+    return value
+
+
 def _seconds_schema(**bounds: float) -> WithJsonSchema:
     return WithJsonSchema({"anyOf": [
         {"type": "number", **bounds},
@@ -89,6 +115,11 @@ NonNegative = Annotated[float, BeforeValidator(_number), BeforeValidator(_durati
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 #: a whole number >= 1 that a 64-bit integer holds (step and record rates)
 Every = Annotated[int, Field(ge=1, lt=2**63)]
+
+
+#: what a ``unit:`` key means, wherever values may carry one
+_UNIT_DOC = ("unit of the values given here, if not the signal's own (any compatible unit: "
+             "'L/min' for a mL/min signal, 'K' for a degC one); converted to the signal's unit")
 
 
 class _Strict(BaseModel):
@@ -118,13 +149,13 @@ class CsvSpec(_Strict):
 
 
 class InputSpec(_Strict):
-    """Exactly one of ``constant``, ``steps``, ``ramp``, ``csv``; optional ``unit`` check."""
+    """Exactly one of ``constant``, ``steps``, ``ramp``, ``csv``; optional ``unit`` of the values."""
 
     constant: Finite | None = None
     steps: list[tuple[Seconds, Finite]] | None = Field(default=None, min_length=1)
     ramp: RampSpec | None = None
     csv: CsvSpec | None = None
-    unit: str | None = None
+    unit: str | None = Field(default=None, description=_UNIT_DOC)
 
     @model_validator(mode="before")
     @classmethod
@@ -154,7 +185,7 @@ class SetEvent(_EventBase):
     type: Literal["set"]
     target: Name
     value: Finite
-    unit: str | None = None
+    unit: str | None = Field(default=None, description=_UNIT_DOC)
 
 
 class RampEvent(_EventBase):
@@ -162,6 +193,7 @@ class RampEvent(_EventBase):
     target: Name
     to: Finite
     duration: NonNegative
+    unit: str | None = Field(default=None, description=_UNIT_DOC)
 
 
 class ProfileEvent(_EventBase):
@@ -171,6 +203,7 @@ class ProfileEvent(_EventBase):
     target: Name
     steps: list[tuple[Seconds, Finite]] | None = Field(default=None, min_length=1)
     csv: CsvSpec | None = None
+    unit: str | None = Field(default=None, description=_UNIT_DOC)
 
     @model_validator(mode="after")
     def _one_profile(self) -> ProfileEvent:
@@ -229,8 +262,11 @@ class OutputSpec(_Strict):
 
 
 class LimitSpec(_Strict):
+    """Operating limits of a signal (either may be left open), in ``unit`` or the signal's own."""
+
     low: Finite | None = None
     high: Finite | None = None
+    unit: str | None = Field(default=None, description=_UNIT_DOC)
 
 
 _KIND = Literal["physics", "nn", "hybrid", "valco2t"]
@@ -299,6 +335,260 @@ class ComponentSpec(_Strict):
     parameters: dict[Name, Finite] = Field(default={}, description="FMU parameter -> value")
     measured: list[Name] = Field(
         default=[], description="inputs that read a sensor and outputs that are sensor readings")
+
+
+# -- the solar and battery supply (co2twin.supply) ---------------------------------------
+def _number_too(schema: dict[str, Any]) -> None:
+    """A supply profile, like an input, may be a bare number (a constant): say so in the JSON Schema."""
+    schema.setdefault("anyOf", []).insert(0, {"type": "number"})
+
+
+def _profile(description: str) -> Any:
+    return Field(default=None, description=description, json_schema_extra=_number_too)
+
+
+class SupplySpec(_Strict):
+    """PV, battery and DC bus feeding the electrolyser's power supply (README, "Running on solar power").
+
+    Each component's parameters as it declares them; profiles like ``inputs:`` (W/m2,
+    1, degC, EUR/kWh); the battery's ageing model. With ``irradiance`` the PV reads it
+    (plane of array), else it makes a clear-sky day times ``clearness``.
+    """
+
+    pv: PVSpec = Field(default_factory=PVSpec, description="PV array (components.pv.PVArray)")
+    battery: BatterySpec = Field(default_factory=BatterySpec,
+                                 description="battery (components.battery.Battery)")
+    ems: ManagerSpec = Field(default_factory=ManagerSpec, description="energy manager: current "
+                             "curtailment and grid use (components.dc_bus.EnergyManager)")
+    bus: BusSpec = Field(default_factory=BusSpec, description="DC bus: export (components.dc_bus.DCBus)")
+    converter_efficiency: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(
+        default=0.95, description="efficiency of the electrolyser's supply, DC bus to cell")
+    ageing: Literal["physics", "nn", "hybrid"] = Field(
+        default="hybrid", description="battery capacity fade: the seed's physics, a network, or "
+        "physics plus a learned residual")
+    ageing_directory: Name | None = Field(
+        default=None, description="folder of trained battery models (default: the committed "
+        "models/trained/battery); relative to the scenario file")
+    irradiance: InputSpec | None = _profile("plane-of-array irradiance [W/m2]")
+    clearness: InputSpec | None = _profile("cloud transmittance on the clear sky [1] (without irradiance)")
+    price: InputSpec | None = _profile("grid energy price [EUR/kWh]")
+    ambient_temperature: InputSpec | None = _profile("outdoor air [degC]")
+    battery_temperature: InputSpec | None = _profile(
+        "air around the battery [degC] (default: ambient_temperature)")
+
+    @field_validator(*PROFILE_PORTS)
+    @classmethod
+    def _profile_fits(cls, spec: InputSpec | None, info: ValidationInfo) -> InputSpec | None:
+        check_profile(str(info.field_name), spec)
+        return spec
+
+
+# -- controllers (components.control) and test cases (co2twin.control) ---------------------
+#: numbers (not durations) > 0 and >= 0; bounds as JSON Schema keywords, as Seconds spells them
+_PositiveNumber = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False),
+                            WithJsonSchema({"type": "number", "exclusiveMinimum": 0}),
+                            AfterValidator(_positive)]
+_NonNegativeNumber = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False),
+                               WithJsonSchema({"type": "number", "minimum": 0}),
+                               AfterValidator(_non_negative)]
+
+
+class ControlLimits(_Strict):
+    """Output limits of a controller, in the actuator's unit; ``rate`` in that unit per second."""
+
+    low: Finite | None = None
+    high: Finite | None = None
+    rate: _PositiveNumber | None = Field(default=None, description="largest change of the output "
+                                         "per second")
+
+
+class GainsSpec(_Strict):
+    """PID gains in parallel form: u = kp e + ki integral(e) + kd de/dt."""
+
+    kp: Finite = Field(default=0.0, description="output units per measurement unit")
+    ki: Finite = Field(default=0.0, description="output units per measurement unit and second")
+    kd: Finite = Field(default=0.0, description="output units per measurement unit per second")
+
+
+class FeedForwardSpec(_Strict):
+    """A measured signal added to a PID's output, times ``gain`` (feed-forward plus PID)."""
+
+    signal: Name
+    gain: Finite = 1.0
+
+
+_Weight = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False),
+                    WithJsonSchema({"type": "number", "minimum": 0, "maximum": 1}),
+                    AfterValidator(_non_negative), AfterValidator(_at_most_one)]
+
+
+class _ControllerBase(_Strict):
+    sample_time: NonNegative = Field(default=0.0, description="time between samples (0: every step)")
+
+
+class PidSpec(_ControllerBase):
+    """PID on a measured signal, driving one actuator (components.control.PID)."""
+
+    type: Literal["pid"]
+    measurement: Name = Field(description="measured output read (component.port)")
+    setpoint: InputSpec | None = Field(
+        default=None, description="set point profile, like an input (default: the test case's set "
+        "point of the measurement, or a connection into <name>.setpoint)")
+    actuator: Name = Field(description="input driven: a plant input name (current) or component.port; "
+                           "another controller's setpoint makes a cascade")
+    gains: GainsSpec = GainsSpec()
+    setpoint_weight: _Weight = Field(default=1.0, description="weight b of the set point in P")
+    derivative_weight: _Weight = Field(default=0.0, description="weight c of the set point in D")
+    derivative_filter: NonNegative = Field(default=0.0, description="derivative low-pass time constant")
+    anti_windup: Literal["back_calculation", "clamping", "none"] = "back_calculation"
+    tracking_time: NonNegative | None = Field(
+        default=None, description="back-calculation time constant (default sqrt(Ti Td), or Ti)")
+    limits: ControlLimits = ControlLimits()
+    bias: Finite = Field(default=0.0, description="output at zero error with an empty integral")
+    feedforward: FeedForwardSpec | None = None
+    manual: InputSpec | None = Field(
+        default=None, description="mode profile: 1 manual (output = manual_output), 0 automatic")
+    manual_output: InputSpec | None = None
+
+
+class OnOffSpec(_ControllerBase):
+    """On/off with hysteresis (components.control.OnOff)."""
+
+    type: Literal["onoff"]
+    measurement: Name
+    setpoint: InputSpec | None = None
+    actuator: Name
+    hysteresis: _NonNegativeNumber = Field(
+        default=0.0, description="band width around the set point, in the measurement's unit")
+    # not ``on``/``off``: YAML 1.1 reads those keys as booleans
+    on_value: Finite = Field(description="output while on")
+    off_value: Finite = Field(description="output while off")
+    action: Literal["on_below", "on_above"] = "on_below"
+
+
+class RatioSpec(_ControllerBase):
+    """``actuator = ratio * measurement + bias`` (components.control.Ratio)."""
+
+    type: Literal["ratio"]
+    measurement: Name
+    actuator: Name
+    ratio: Finite = Field(description="actuator units per measurement unit")
+    bias: Finite = 0.0
+    limits: ControlLimits = ControlLimits()
+
+
+class OpenLoopSpec(_Strict):
+    """A planned profile sent to an actuator, no feedback (components.control.OpenLoop)."""
+
+    type: Literal["open_loop"]
+    actuator: Name
+    output: InputSpec
+
+
+_JSON = Annotated[Any, WithJsonSchema({"description": "any YAML value: number, text, list, mapping"})]
+
+
+class PythonSpec(_ControllerBase):
+    """A user's class ``module:Class`` (module beside the scenario file or importable), constructed
+    with ``parameters`` and called as ``step(t, measurements) -> actions`` at each sample."""
+
+    type: Literal["python"]
+    python: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")] = Field(
+        description="module:Class")
+    measurements: list[Name] = Field(default=[], description="measured outputs it reads")
+    actuators: list[Name] = Field(min_length=1, description="inputs it drives")
+    setpoints: dict[Name, InputSpec] = Field(
+        default={}, description="set point profiles by measured signal (seen as <signal>.setpoint)")
+    parameters: dict[Name, _JSON] = Field(default={}, description="keyword arguments of the class")
+    #: a class or an object given from Python instead of ``python`` (co2twin.control.run_case)
+    _factory: Any = PrivateAttr(default=None)
+
+
+ControllerSpec = Annotated[
+    PidSpec | OnOffSpec | RatioSpec | OpenLoopSpec | PythonSpec, Field(discriminator="type")]
+#: the ``type`` of each kind of controller (pydantic puts it in error locations)
+CONTROLLER_TYPES = ("pid", "onoff", "ratio", "open_loop", "python")
+
+#: the KPIs every controller of a test case is scored by -> (unit, which way is better, meaning)
+CONTROL_KPIS: dict[str, tuple[str, str, str]] = {
+    "production_kg": ("kg", "higher", "formic acid made (formate as HCOOH)"),
+    "specific_energy_kWh_per_kg": ("kWh/kg", "lower", "electrical energy per kg of HCOOH"),
+    "energy_kWh": ("kWh", "lower", "electrical energy"),
+    "energy_cost": ("EUR", "lower", "energy of each step times the case's price per kWh (EUR/kWh)"),
+    "co2_utilisation_pct": ("%", "higher", "fresh CO2 fed that became formate"),
+    "mean_fe_formate": ("1", "higher", "charge-weighted faradaic efficiency to formate"),
+    "time_outside_s": ("s", "lower", "time outside the case's constraints, summed over them"),
+    "integral_outside": ("unit*s", "lower", "integral of the violation of each constraint"),
+    "tracking_iae": ("unit*s", "lower", "integral of |set point - value|, per set point"),
+    "tracking_ise": ("unit^2*s", "lower", "integral of (set point - value)^2, per set point"),
+    "overshoot_pct": ("%", "lower", "largest overshoot after a set-point step, % of the step"),
+    "settling_time_s": ("s", "lower", "longest time after a set-point step until the value stays "
+                        "within 5 % of the step (until the next step or disturbance; that whole "
+                        "window if it never does)"),
+    "actuator_travel": ("unit", "lower", "total variation of each actuator's command"),
+    "compute_ms_per_h": ("ms/h", "lower", "controller computation (wall clock) per simulated hour"),
+}
+#: a KPI's name (the keys of CONTROL_KPIS, spelled out for the type checker and the JSON Schema)
+KpiName = Literal[
+    "production_kg", "specific_energy_kWh_per_kg", "energy_kWh", "energy_cost", "co2_utilisation_pct",
+    "mean_fe_formate", "time_outside_s", "integral_outside", "tracking_iae", "tracking_ise",
+    "overshoot_pct", "settling_time_s", "actuator_travel", "compute_ms_per_h",
+]
+
+
+class ThresholdSpec(_Strict):
+    """Pass/fail bound of a KPI: ``min`` and/or ``max``."""
+
+    min: Finite | None = None
+    max: Finite | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> ThresholdSpec:
+        if self.min is None and self.max is None:
+            raise ValueError("at least one of min, max")
+        return self
+
+
+class ObjectiveSpec(_Strict):
+    """What the controller is asked to do, and the KPI that says how well it did."""
+
+    description: str
+    minimise: KpiName | None = None
+    maximise: KpiName | None = None
+
+    @model_validator(mode="after")
+    def _one_sense(self) -> ObjectiveSpec:
+        if (self.minimise is None) == (self.maximise is None):
+            raise ValueError("exactly one of minimise, maximise")
+        return self
+
+
+class DisturbanceSpec(_Strict):
+    """A disturbance of the case: which scenario inputs and events (by index) make it."""
+
+    description: str
+    inputs: list[Name] = []
+    events: list[Annotated[int, Field(ge=0)]] = []
+
+
+class CaseSpec(_Strict):
+    """A control test case (co2twin.control): the scenario around it is the plant and its
+    disturbances; this says what a controller may read and move, and how it is scored."""
+
+    objective: ObjectiveSpec
+    setpoints: dict[Name, InputSpec] = Field(
+        default={}, description="planned set points by measured signal, known in advance")
+    constraints: dict[Name, LimitSpec] = Field(default={}, description="limits by signal")
+    disturbances: dict[Name, DisturbanceSpec] = {}
+    measurements: list[Name] = Field(min_length=1, description="signals a controller may read")
+    actuators: list[Name] = Field(min_length=1, description="inputs a controller may drive")
+    price: InputSpec | None = Field(
+        default=None, description="electricity price per kWh, known a day ahead (energy_cost)")
+    kpis: dict[KpiName, ThresholdSpec] = Field(min_length=1, description="pass/fail thresholds")
+    controllers: dict[Name, ControllerSpec] = Field(
+        min_length=1, description="controllers shipped with the case, by name")
+    expected: dict[Name, Literal["pass", "fail"]] = Field(
+        default={}, description="the verdict each shipped controller is known to get")
 
 
 class ConnectionSpec(_Strict):
@@ -370,6 +660,12 @@ class Scenario(_Strict):
     output: OutputSpec | None = None
     limits: dict[Name, LimitSpec] = {}
     models: ModelsSpec = ModelsSpec()
+    controllers: dict[Name, ControllerSpec] = Field(
+        default={}, description="controllers by name (the prefix of their signals); each reads a "
+        "measured signal and drives an input that nothing else drives")
+    case: CaseSpec | None = Field(default=None, description="a control test case (co2twin control)")
+    supply: SupplySpec | None = Field(
+        default=None, description="PV, battery and DC bus feeding the power supply (co2twin.supply)")
 
     #: directory that relative CSV paths are read from (not part of the file)
     base_dir: Path = Field(default=Path("."), exclude=True)

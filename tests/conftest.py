@@ -243,3 +243,64 @@ def trained_dir(keras: Any, model_card: Callable[..., Any],
                     seed=10 + i).save(path)
             model_card(variable, kind, {f: WIDE[f] for f in spec.features}).write(card_beside(path))
     return folder
+
+
+# -- the exported FMU (tests/test_fmu_*.py) ---------------------------------------------------
+#: the scenario the FMU tests export
+FMU_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "baseline.yaml"
+
+
+@pytest.fixture(scope="session")
+def fmu_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The baseline scenario's FMU (``co2twin fmu build``), built once per session."""
+    from fmu.build import build_fmu
+
+    return build_fmu(FMU_SCENARIO, tmp_path_factory.mktemp("fmu") / "co2twin.fmu")
+
+
+@pytest.fixture(scope="session")
+def fmu_model(fmu_path: Path) -> Any:
+    """The FMU's model description (FMPy)."""
+    import fmpy
+
+    return fmpy.read_model_description(str(fmu_path))
+
+
+@pytest.fixture(scope="session")
+def fmu_dir(fmu_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The FMU unpacked once per session, for hosts that leave the folder alone."""
+    import zipfile
+
+    folder = tmp_path_factory.mktemp("fmu_unpacked")
+    with zipfile.ZipFile(fmu_path) as z:
+        z.extractall(folder)
+    return folder
+
+
+@pytest.fixture
+def fmu_unzip(fmu_path: Path, tmp_path: Path) -> Callable[[str], Path]:
+    """``unzip(name)``: a fresh unpack folder of the FMU in this test's ``tmp_path``."""
+    import zipfile
+
+    def unzip(name: str = "unzipped") -> Path:
+        folder = tmp_path / name
+        with zipfile.ZipFile(fmu_path) as z:
+            z.extractall(folder)
+        return folder
+
+    return unzip
+
+
+@pytest.fixture(scope="session")
+def fmi_host(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/fmi_host.c compiled with the system compiler (a C host, as the FMI Library loads)."""
+    import shutil
+    import subprocess
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.fail("the C host tests need gcc (`.ci/run` installs it)")
+    host = tmp_path_factory.mktemp("host") / "fmi_host"
+    subprocess.run([gcc, "-O1", "-Wall", "-o", str(host), str(Path(__file__).parent / "fmi_host.c"),
+                    "-ldl"], check=True)
+    return host

@@ -22,11 +22,12 @@ DECIMALS: dict[str, int | None] = {
     "runtime_one_sample_us": 2, "batch_samples_per_s": 1,
     "keras_one_sample_us": 1, "runtime_vs_keras_speedup": 1,
     "fmu_build_s": 3, "fmu_instantiate_s": 3, "fmu_steps_per_s": 1, "fmu_inprocess_steps_per_s": 1,
-    "fmu_vs_inprocess_ratio": 4,
+    "fmu_vs_inprocess_ratio": 4, "fmu_size_mb": 1, "fmu_cold_instantiate_s": 3,
+    "service_executions_rows_per_s": 1, "api_advance_ms": 3,
     "python": None, "machine": None,
 }
 FMU = ("fmu_build_s", "fmu_instantiate_s", "fmu_steps_per_s", "fmu_inprocess_steps_per_s",
-       "fmu_vs_inprocess_ratio")
+       "fmu_vs_inprocess_ratio", "fmu_size_mb", "fmu_cold_instantiate_s")
 KERAS = ("keras_one_sample_us", "runtime_vs_keras_speedup")
 #: (ratio, numerator, denominator): each ratio is the quotient of two figures of the same run
 RATIOS = [

@@ -1,11 +1,13 @@
 """The ``co2twin`` command line: run, validate, schema, signals, bench (models: cli_models)."""
 from __future__ import annotations
 
+import fnmatch
 import json
 import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
 
 import typer
 from rich.markup import escape
@@ -15,9 +17,9 @@ from .console import err, fail, json_safe, os_error, out
 from cosim.errors import CosimError
 
 if TYPE_CHECKING:
-    import pandas as pd
-
+    from co2twin.outputs import ResultsTarget
     from co2twin.scenario_schema import Scenario
+    from co2twin.streaming import RunSummary, StopRequest, StreamedRun
 
 app = typer.Typer(
     add_completion=False,
@@ -30,51 +32,112 @@ app = typer.Typer(
 def run_command(
     scenario: Path = typer.Argument(..., help="scenario YAML file"),
     output: Path | None = typer.Option(
-        None, "-o", "--output", help="results file (.parquet or .csv); default: the scenario's "
-        "output.file, else results/<name>.parquet"),
-    plot: Path | None = typer.Option(None, "--plot", help="save a PNG of the key signals"),
-    as_json: bool = typer.Option(False, "--json", help="print KPIs and balances as JSON"),
+        None, "-o", "--output", help="results file (.parquet or .csv), anywhere; default: the "
+        "scenario's output.file, else results/<safe name>.parquet"),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="replace an existing results file co2twin did not write"),
+    plot: Path | None = typer.Option(
+        None, "--plot", help="save a PNG of the key signals, and an interactive HTML plot beside it "
+        "(same name, .html)"),
+    signals: list[str] | None = typer.Option(
+        None, "--signals", help="what --plot draws: signal names or glob patterns ('reactor.*'), "
+        "comma-separated or repeated; default: the key signals"),
+    as_json: bool = typer.Option(False, "--json", help="print KPIs, flags and balances as JSON"),
     progress: bool | None = typer.Option(
         None, "--progress/--no-progress", help="progress bar (default: on a terminal only)"),
 ) -> None:
-    """Run a scenario, write its results, print KPIs (and optionally plot)."""
-    from co2twin.kpi import balances, kpis
-    from co2twin.scenario import load_scenario, operating_limits
+    """Run a scenario, write its results, print KPIs (and optionally plot).
 
-    from .models import envelope_summary
+    The results stream to the file in row groups (memory stays bounded however long the
+    run); Ctrl-C or SIGTERM stops at the end of the current step, writes the results so far
+    marked partial, and exits 130 or 143.
+    """
+    from co2twin.outputs import results_target
+    from co2twin.scenario import load_scenario
+
+    from .interrupt import Aborted, StopOnSignals, exit_code
 
     try:
         sc = load_scenario(scenario)
-        output, fmt = _results_file(sc, output)
+        target = results_target(sc, output, overwrite=overwrite)
+        output = target.path
         _check_plot_file(plot)
-        frame = _run_with_warnings(sc, progress)
-        figures = kpis(frame, operating_limits(sc))
-        residuals = balances(frame)
-        _write_run(frame, output, fmt, plot, title=sc.name)
+        chosen = _plot_choice(sc, plot, signals)
+        with StopOnSignals() as stop:
+            _print_estimate(sc, target.fmt)
+            streamed = _run_with_warnings(sc, progress, target, stop)
+            _write_run(streamed, plot, title=sc.name, signals=chosen, overwrite=overwrite)
     except CosimError as exc:
         fail(exc)
     except OSError as exc:
         fail(os_error(exc))
+    except Aborted:
+        err.print("aborted: a second interrupt; nothing written", markup=False, highlight=False)
+        raise
+    summary = streamed.summary
+    partial = _partial(streamed)
     if as_json:
-        print(json.dumps(json_safe({"scenario": sc.name, "output": str(output), "kpis": figures,
-                                     "balances": residuals, "models": envelope_summary(frame)}),
+        print(json.dumps(json_safe({"scenario": sc.name, "output": str(output),
+                                     "partial": partial, "kpis": summary.figures,
+                                     "flags": summary.flags,
+                                     "balances": summary.residuals, "checks": summary.checks,
+                                     "skipped_checks": summary.skipped_checks,
+                                     "models": _envelope_lines(summary)}),
                          indent=1, allow_nan=False))
-        return
-    _print_run(sc, frame, figures, residuals, output, plot)
+    else:
+        _print_run(sc, summary, output, plot)
+        if partial is not None:
+            out.print(f"partial results: stopped by {partial['stopped_by']} at t = "
+                      f"{partial['time_reached_s']:g} s of {partial['end_s']:g} s "
+                      f"({summary.rows:,} rows)", markup=False, highlight=False, soft_wrap=True)
+    if partial is not None:
+        err.print(f"stopped by {partial['stopped_by']} at t = {partial['time_reached_s']:g} s of "
+                  f"{partial['end_s']:g} s: the results so far are in {output}, marked partial",
+                  markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(exit_code(partial["stopped_by"]))
+    if stop.reason is not None:  # in the last step, or while writing: nothing left to stop
+        err.print(f"{stop.reason} received once the run had reached its end: the results in "
+                  f"{output} are complete", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(exit_code(stop.reason))
 
 
-def _results_file(sc: Scenario, output: Path | None) -> tuple[Path, str | None]:
-    """The results file (``-o``, else the scenario's, else ``results/<name>.parquet``) and the
-    format the scenario names for it, after checking that the file can be one."""
-    if output is None:
-        output = Path(sc.output.file) if sc.output else Path("results") / f"{sc.name}.parquet"
-    fmt = sc.output.format if (sc.output and output == Path(sc.output.file)) else None
-    suffix = (fmt or output.suffix.lstrip(".")).lower()
-    if suffix not in ("parquet", "csv"):
-        raise CosimError(f"{output}: expected a .parquet or .csv results file")
-    if output.is_dir():
-        raise CosimError(f"{output}: expected a results file name, found a directory")
-    return output, fmt
+def _envelope_lines(summary: RunSummary) -> list[str]:
+    """:func:`envelope_summary` of the run, also of one summarised chunk by chunk (from the
+    rows each flag was at 1: the same lines, without holding every row)."""
+    from .models import envelope_summary
+
+    if summary.frame is not None:
+        return envelope_summary(summary.frame)
+    lines = []
+    for column, rows in summary.flag_rows.items():
+        if column.endswith("_outside_envelope") and rows:
+            variable = column.split(".", 1)[-1].removesuffix("_outside_envelope")
+            lines.append(f"{variable} model outside its training envelope in {rows} of "
+                         f"{summary.rows} rows")
+    if summary.flag_rows.get("reactor.estimate_bounded"):
+        lines.append(f"surrogate estimates bounded to keep the balances in "
+                     f"{summary.flag_rows['reactor.estimate_bounded']} rows (reactor.estimate_bounded)")
+    return lines
+
+
+def _print_estimate(sc: Scenario, fmt: str) -> None:
+    """The estimated wall time and output size, measured on a short calibration run."""
+    from co2twin.estimate import estimate
+
+    try:
+        text = estimate(sc, fmt).text()
+    except CosimError as exc:  # the run itself will say what is wrong
+        text = f"not available ({exc})"
+    err.print(f"estimated run: {text}; Ctrl-C stops at the end of the current step and keeps "
+              "the results so far", markup=False, highlight=False, soft_wrap=True)
+
+
+def _partial(streamed: StreamedRun) -> dict[str, Any] | None:
+    """How far a stopped run got, or None when it ran to its end."""
+    if not streamed.partial:
+        return None
+    return {"stopped_by": streamed.stopped_by, "time_reached_s": streamed.time_reached_s,
+            "end_s": streamed.end_s}
 
 
 def _check_plot_file(plot: Path | None) -> None:
@@ -85,75 +148,117 @@ def _check_plot_file(plot: Path | None) -> None:
         raise CosimError(f"{plot}: expected a .png file name for --plot, found a directory")
 
 
-def _run_with_warnings(sc: Scenario, progress: bool | None) -> pd.DataFrame:
-    """Run ``sc``; envelope warnings are printed as one line each, others passed on."""
-    from co2twin.scenario import run as run_scenario
+def _plot_choice(sc: Scenario, plot: Path | None,
+                 signals: list[str] | None) -> list[tuple[str, str]] | None:
+    """The ``(column, label)`` pairs ``--signals`` chooses (None: the key signals), checked
+    against what the scenario records before the run, which may take long."""
+    from co2twin.scenario_checks import recorded_signals
+
+    if not signals:
+        return None
+    if plot is None:
+        raise CosimError("--signals chooses what --plot draws; give --plot FILE.png too")
+    patterns = [p.strip() for item in signals for p in item.split(",") if p.strip()]
+    names = recorded_signals(sc)
+    chosen: list[str] = []
+    for pattern in patterns:
+        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            raise CosimError(f"--signals: {pattern!r} matches no signal the scenario records; "
+                             "see `co2twin signals` (and the scenario's record.signals)")
+        chosen += [h for h in hits if h not in chosen]
+    return [(name, name) for name in chosen]
+
+
+def _run_with_warnings(sc: Scenario, progress: bool | None, target: ResultsTarget,
+                       stop: StopRequest) -> StreamedRun:
+    """Run ``sc``; envelope warnings are printed as one line each (paths inside co2twin's
+    installation or the working directory relative to it), others passed on."""
+    from co2twin.scenario import shorten_paths
+    from co2twin.streaming import run_streamed
     from models.surrogate import EnvelopeWarning
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", EnvelopeWarning)
-        frame = run_scenario(sc, progress=progress)
+        streamed = run_streamed(sc, target, progress=progress, stop=stop)
     for w in caught:
         if issubclass(w.category, EnvelopeWarning):
-            err.print(f"[yellow]warning:[/] {escape(str(w.message))}", soft_wrap=True,
-                      highlight=False)
+            err.print(f"[yellow]warning:[/] {escape(shorten_paths(str(w.message)))}",
+                      soft_wrap=True, highlight=False)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return frame
+    return streamed
 
 
-def _write_run(frame: pd.DataFrame, output: Path, fmt: str | None, plot: Path | None, *,
-               title: str) -> None:
-    """The plot (if asked for) and the results file, both or neither."""
+def _write_run(streamed: StreamedRun, plot: Path | None, *, title: str,
+               signals: list[tuple[str, str]] | None = None, overwrite: bool = False) -> None:
+    """The plots (if asked for: PNG and HTML) and the results file, all or none.
+
+    The rows are already written under a temporary name; the file takes its name last.
+    """
     from co2twin.plot import plot_signals
     from components.plant import KEY_SIGNALS
-    from cosim.recorder import write_results
 
     # the plot first: if it cannot be drawn, no results file is left behind either
-    if plot is not None:
-        plot_signals(frame, KEY_SIGNALS, plot, title=title)
     try:
-        write_results(frame, output, fmt)
+        if plot is not None:
+            plot_signals(streamed.summary.preview, signals or KEY_SIGNALS, plot, title=title,
+                         html=True)
+        streamed.commit(overwrite=overwrite)
     except BaseException:
+        streamed.discard()
         if plot is not None:
             plot.unlink(missing_ok=True)
+            plot.with_suffix(".html").unlink(missing_ok=True)
         raise
 
 
-def _print_run(sc: Scenario, frame: pd.DataFrame, figures: dict[str, Any],
-               residuals: dict[str, float], output: Path, plot: Path | None) -> None:
-    """The KPI table, time outside limits, model envelopes, balances and the files written."""
-    from co2twin.kpi import KPI_UNITS
+def _print_run(sc: Scenario, summary: RunSummary, output: Path, plot: Path | None) -> None:
+    """The KPI table, every flag raised (saturation, bounds, envelopes, limits), the
+    balances and how they were checked, and the files written."""
+    from co2twin.kpi import KPI_UNITS, describe_flag
 
-    from .models import envelope_summary
+    figures, residuals = summary.figures, summary.residuals
 
     table = RichTable(title=escape(f"{sc.name}: {sc.duration / 3600:g} h at {sc.step:g} s steps"))
     table.add_column("KPI")
     table.add_column("value", justify="right")
     table.add_column("unit")
     for key, value in figures.items():
-        if key == "outside_limits":
+        if isinstance(value, dict):
             continue
         table.add_row(key, f"{value:.6g}", KPI_UNITS.get(key, ""))
     out.print(table)
-    for name, seconds in figures.get("outside_limits", {}).items():
-        if seconds:
-            out.print(f"  outside limits: {name} for {seconds:g} s", markup=False, soft_wrap=True)
-    for line in envelope_summary(frame):
-        out.print(f"  models: {line}", markup=False, soft_wrap=True)
+    raised = summary.flags
+    if raised:
+        out.print(f"not as asked ({len(raised)}):", markup=False, highlight=False)
+    for entry in raised:
+        out.print(f"  - {describe_flag(entry)}", markup=False, highlight=False, soft_wrap=True)
     worst = max(residuals.values(), default=0.0)
-    out.print(f"balances closed to {worst:.1e} (relative; {', '.join(residuals)})",
-               soft_wrap=True)
+    how = summary.checks
+    out.print(f"balances closed to {worst:.1e} (relative; {', '.join(residuals) or 'none checked'})",
+              markup=False, highlight=False, soft_wrap=True)
+    partial = {k: v for k, v in how.items() if not v.startswith("every step")}
+    for name, text in partial.items():
+        out.print(f"  - {name}: {text}", markup=False, highlight=False, soft_wrap=True)
     # paths are not wrapped, so they can be copied whole
     out.print(f"results: {output}" + (f"   plot: {plot}" if plot else ""), markup=False,
-               highlight=False, soft_wrap=True)
+              highlight=False, soft_wrap=True)
+    if plot is not None:
+        out.print(f"interactive plot: {plot.with_suffix('.html')}", markup=False, highlight=False,
+                  soft_wrap=True)
 
 
 @app.command("validate")
 def validate_command(
     scenarios: list[Path] = typer.Argument(..., help="scenario YAML file(s)"),
+    with_estimate: bool = typer.Option(
+        True, "--estimate/--no-estimate", help="estimate each run's wall time and output size "
+        "from a short calibration run here (a fraction of a second each)"),
 ) -> None:
-    """Check scenario files without running them; exit 1 if any is invalid."""
+    """Check scenario files without running them (but for a short calibration that estimates
+    the run's wall time and output size); exit 1 if any is invalid."""
+    from co2twin.estimate import estimate
     from co2twin.scenario import load_scenario
 
     failed = False
@@ -166,6 +271,16 @@ def validate_command(
             continue
         out.print("[green]ok[/] " + escape(f"{path}: {sc.name!r}, {sc.steps:,} steps of "
                    f"{sc.step:g} s, {len(sc.events)} event(s)"), highlight=False, soft_wrap=True)
+        if not with_estimate:
+            continue
+        fmt = (sc.output.format or Path(sc.output.file).suffix.lstrip(".").lower()
+               if sc.output else "parquet")
+        try:
+            out.print(f"   estimated run: {estimate(sc, fmt).text()}", markup=False,
+                      highlight=False, soft_wrap=True)
+        except CosimError as exc:
+            err.print(f"[yellow]warning:[/] {escape(f'{path}: no estimate, the first steps failed: {exc}')}",
+                      highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 
@@ -189,19 +304,46 @@ def schema_command(
 
 @app.command("signals")
 def signals_command() -> None:
-    """List the plant's signals with units and bounds, and the scenario input names."""
+    """List the plant's signals (unit, bounds), its parameters (default, unit, bounds, tunable)
+    and the scenario input names. Nothing is cut: piped, one line per item."""
     from components.plant import INPUTS, STAGES
 
-    table = RichTable(title="plant signals")
-    for col in ("signal", "direction", "unit", "bounds", "description"):
-        table.add_column(col)
-    for cname, cls in STAGES.items():
-        for direction, ports in (("out", cls.outputs), ("in", cls.inputs)):
-            for p in ports:
-                table.add_row(f"{cname}.{p.name}", direction + (" (measured)" if p.measured else ""),
-                              p.unit, p.bounds_text(), p.description)
-    out.print(table)
-    out.print("scenario input names: " + ", ".join(f"{k} -> {v}" for k, v in INPUTS.items()))
+    signals = [(f"{cname}.{p.name}", direction + (", measured" if p.measured else ""),
+                p.bounds_text(), p.description)
+               for cname, cls in STAGES.items()
+               for direction, ports in (("out", cls.outputs), ("in", cls.inputs)) for p in ports]
+    _print_rows("plant signals (component.port; scenario inputs drive the unconnected inputs)",
+                ("signal", "direction", "bounds", "description"), signals, out)
+    parameters = [(f"{cname}.{p.name}", f"{p.default:g}", p.unit, p.bounds_text(),
+                   "yes" if p.tunable else "no", p.description)
+                  for cname, cls in STAGES.items() for p in cls.parameters]
+    _print_rows("plant parameters (plant: {component: {parameter: value}}; tunable ones may change "
+                "during a run: events of type parameter)",
+                ("parameter", "default", "unit", "bounds", "tunable", "description"), parameters, out)
+    _print_rows("scenario input names", ("input", "drives"), list(INPUTS.items()), out)
+
+
+def _print_rows(title: str, header: tuple[str, ...], rows: Sequence[tuple[str, ...]],
+                console: Any) -> None:
+    """A table that never cuts a cell: a rich table on a terminal wide enough for every
+    column but the last, else aligned plain lines (one per row, the last column whole)."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    if console.is_terminal and sum(widths[:-1]) + 3 * len(widths) + 24 <= console.width:
+        table = RichTable(title=escape(title), title_justify="left", show_lines=False)
+        for i, name in enumerate(header):
+            last = i == len(header) - 1
+            table.add_column(name, no_wrap=not last, overflow="fold", min_width=20 if last else None,
+                             ratio=1 if last else None)
+        for row in rows:
+            table.add_row(*(escape(str(cell)) for cell in row))
+        console.print(table)
+        return
+    console.print(title, markup=False, highlight=False, soft_wrap=True)
+    for row in [header, *rows]:
+        cells = [str(c).ljust(w) for c, w in zip(row[:-1], widths[:-1], strict=True)] + [str(row[-1])]
+        console.print("  " + "  ".join(cells).rstrip(), markup=False, highlight=False,
+                      soft_wrap=True)
+    console.print()
 
 
 @app.command("bench")
@@ -225,13 +367,20 @@ def bench_command(
 
 
 def _register_model_commands() -> None:
+    from .control import control_app
     from .fmu import fmu_app
     from .models import data_app, models_app, train_command
 
+    app.add_typer(control_app, name="control")
     app.add_typer(fmu_app, name="fmu")
+    from .battery import battery_app  # co2twin battery generate|train|report|kpis
+
+    app.add_typer(battery_app, name="battery")
     app.add_typer(data_app, name="data")
     app.add_typer(models_app, name="models")
     app.command("train")(train_command)
+    from .serve import register as register_service  # co2twin serve, co2twin service ...
+    register_service(app)
 
 
 _register_model_commands()
