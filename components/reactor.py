@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from cosim import Component, Parameter, Port
 from models import electrochemistry as ec
+from models.balance import close
 from models.variables import VARIABLES
 
 if TYPE_CHECKING:
@@ -22,6 +23,11 @@ _BOUNDS = {
     "j_onset": (1e-9, math.inf), "j0_cathode": (1e-15, math.inf), "j0_anode": (1e-15, math.inf),
     "catholyte_flow_ref": (1e-9, math.inf), "c_residual": (1e-9, math.inf),
 }
+
+
+#: per variable: its envelope flag, bound flag and correction columns
+_COLUMNS_OF = {v: (f"{v}_outside_envelope", f"{v}_bounded", f"{v}_correction") for v in VARIABLES}
+_FLAG_COLUMNS = ("estimate_bounded", *(c for cols in _COLUMNS_OF.values() for c in cols))
 
 
 def _cell_parameters() -> tuple[Parameter, ...]:
@@ -43,12 +49,19 @@ class Reactor(Component):
 
     ``models`` (a :class:`models.surrogate.ModelSet`) replaces the physics of
     cell voltage, FE to formate, outlet CO2 fraction and anolyte pH by
-    surrogates, variable by variable. Their estimates then pass through the
-    balances: FE is bounded to [0, 1] and formate to the CO2 fed, and the
-    outlet CO2 fraction fixes the carbonate loss within what is left, so charge
-    and carbon close every step whatever a network says. ``estimate_bounded``
-    is 1 in a step where such a bound had to act; ``<variable>_outside_envelope``
-    is 1 where a model input was outside its training envelope.
+    surrogates, variable by variable. Their estimates pass through the balances
+    (:func:`models.balance.close`). The trained models estimate FE under the
+    ceiling the charge and the CO2 fed allow and, for the outlet CO2 side, the
+    carbonate demand per electron, from which carbonate, CO2 out and the outlet
+    fraction follow by the carbon balance: any such estimate is a consistent
+    state, and no bound acts. Other estimates (a network of the plain value, the
+    VALCO2T models) are bounded where needed: FE to [0, ceiling], an outlet CO2
+    fraction to what the CO2 left allows, voltage and pH to their physical
+    ranges, so charge and carbon close every step whatever a network says.
+    ``<variable>_bounded`` is 1 in a step where a bound acted on that variable and
+    ``<variable>_correction`` says by how much (in the variable's unit);
+    ``estimate_bounded`` is 1 where any did. ``<variable>_outside_envelope`` is 1
+    where a model input was outside its training envelope.
     """
 
     inputs = (
@@ -96,6 +109,14 @@ class Reactor(Component):
         Port(f"{v}_outside_envelope", "1", 0.0, 1.0,
              f"1 when an input of the {v} model was outside its training envelope")
         for v in VARIABLES
+    ) + tuple(
+        Port(f"{v}_bounded", "1", 0.0, 1.0,
+             f"1 when a bound acted on the {v} estimate to keep a balance or a physical range")
+        for v in VARIABLES
+    ) + tuple(
+        Port(f"{v}_correction", spec.unit, 0.0, math.inf,
+             f"how far a bound moved the {v} estimate (0 when none acted)")
+        for v, spec in VARIABLES.items()
     )
     parameters = _cell_parameters() + (
         Parameter("initial_temperature", 25.0, "degC", "cell temperature at the start", -40.0, 200.0),
@@ -109,6 +130,11 @@ class Reactor(Component):
     def __init__(self, models: ModelSet | None = None, **parameters: float) -> None:
         super().__init__(**parameters)
         self.models = models if models is not None and models.surrogates else None
+        # the outlet CO2 side comes as a carbonate demand per electron (a trained model, or
+        # physics), or as an outlet fraction (a model of the plain value, the VALCO2T one)
+        outlet = "outlet_co2_fraction"
+        self._by_demand = self.models is None or self.models.kind(outlet) == "physics" or (
+            self.models.estimates(outlet) == "carbonate_demand")
 
     def initialize(self, t0: float) -> None:
         values = vars(self.p)
@@ -165,16 +191,17 @@ class Reactor(Component):
         co2_in = ec.gas_mol_s(gas * x / 100.0)
         n2 = ec.gas_mol_s(gas * (1.0 - x / 100.0))
         formate, carbonate, fe = ec.faradaic_split(current, co2_in, x, gas, q_cat, damage, c, xp)
-        ph = ec.ph_from_hydroxide(self._oh, xp)
-        voltage = ec.cell_voltage(
-            current, self._temperature, ph, c_an, c_cat, q_cat, inputs["humidity"], damage, c, xp
-        )
+        # the Nernst term reads the OH- activity (the 25 degC scale); the reported pH is a
+        # probe's at the cell temperature
+        voltage = ec.cell_voltage(current, self._temperature, ec.ph_from_hydroxide(self._oh, xp),
+                                  c_an, c_cat, q_cat, inputs["humidity"], damage, c, xp)
+        ph = ec.ph_from_hydroxide(self._oh, xp, ec.ph_scale(self._temperature, c))
         h2 = (current - formate * ec.Z_FORMATE * ec.F) / (ec.Z_H2 * ec.F)
         co2_out = co2_in - formate - carbonate
         flags: dict[str, Any] = {}
-        bounded: Any = current * 0.0
+        limits: dict[str, tuple[Any, Any]] = {}
         if self.models is not None:
-            voltage, ph, formate, h2, co2_out, carbonate, fe, bounded, flags = self._estimate(
+            voltage, ph, formate, h2, co2_out, carbonate, fe, limits, flags = self._estimate(
                 self.models, t + dt, inputs, voltage, ph, fe, co2_in, n2, co2_out, xp)
         outlet = co2_out + n2 + h2
         power = voltage * current
@@ -214,26 +241,35 @@ class Reactor(Component):
                 formate_mol_h > 1e-12, power / xp.maximum(formate_mol_h, 1e-300), 0.0),
             "energy_per_kg": xp.where(
                 formate_mol_h > 1e-12, power / xp.maximum(formate_mol_h * ec.M_HCOOH, 1e-300), 0.0),
-            "estimate_bounded": bounded,
         }
-        for v in VARIABLES:
-            out[f"{v}_outside_envelope"] = flags.get(v, bounded * 0.0)
+        if self.models is None:
+            zero = current * 0.0
+            out.update(dict.fromkeys(_FLAG_COLUMNS, zero))
+            return out
+        bounded = current * 0.0
+        for v, (outside, flag_name, correction_name) in _COLUMNS_OF.items():
+            out[outside] = flags[v]
+            out[flag_name], out[correction_name] = limits[v]
+            bounded = xp.maximum(bounded, limits[v][0])
+        out["estimate_bounded"] = bounded
         return out
 
     def _estimate(self, m: ModelSet, t: float, inputs: Mapping[str, Any], voltage: Any, ph: Any,
                   fe: Any, co2_in: Any, n2: Any, co2_out: Any, xp: Any) -> tuple[Any, ...]:
-        """Surrogate estimates of the four variables, bounded so the balances close.
+        """Surrogate estimates of the four variables, closed through the balances.
 
         ``m`` is ``self.models``, passed in once the caller has seen it is set.
-        Returns ``voltage, ph, formate, h2, co2_out, carbonate, fe, bounded, flags``.
+        Returns ``voltage, ph, formate, h2, co2_out, carbonate, fe, limits, flags``;
+        ``limits`` holds ``(bounded, correction)`` per variable.
         """
         c = self._cell
         current = inputs["current"]
+        x = inputs["co2_fraction"]
         signals = {
             "current": current,
             "current_density": ec.current_density(current, c.area_cm2),
             "gas_flow": inputs["gas_flow"],
-            "co2_fraction": inputs["co2_fraction"],
+            "co2_fraction": x,
             "humidity": inputs["humidity"],
             "anolyte_flow": inputs["anolyte_flow"],
             "catholyte_flow": inputs["catholyte_flow"],
@@ -243,36 +279,27 @@ class Reactor(Component):
             "cell_temperature": self._temperature,
             "charge_passed": self._charge_ah,
         }
-        outlet_phys = co2_out + n2 + (current * (1.0 - fe)) / (ec.Z_H2 * ec.F)
-        physics = {
-            "cell_voltage": voltage, "anolyte_ph": ph, "fe_formate": fe,
-            "outlet_co2_fraction": 100.0 * co2_out / xp.maximum(outlet_phys, 1e-300),
-        }
-        est, flags = m.estimate_all(signals, physics, t)
-        zf = ec.Z_FORMATE * ec.F
-        fe_raw = est["fe_formate"]
-        fe_b = xp.minimum(xp.maximum(fe_raw, 0.0), 1.0)
-        formate = xp.minimum(fe_b * current / zf, co2_in)
-        bounded = xp.where(fe_b != fe_raw, 1.0, 0.0)
-        bounded = xp.where(formate < fe_b * current / zf, 1.0, bounded)
-        h2 = (current - formate * zf) / (ec.Z_H2 * ec.F)
-        fe = formate * zf / xp.maximum(current, 1e-300)
-        remaining = co2_in - formate
-        physical = remaining - ec.carbonate_loss(remaining, current, signals["co2_fraction"], c)
-        if m.kind("outlet_co2_fraction") == "physics":
-            co2_out = physical
+        demand = ec.carbonate_demand(x, c)
+        if self._by_demand:
+            carbon = demand
         else:
-            # the fraction fixes CO2 out against the other outlet gases; with none of
-            # them it says nothing about the amount, and the physics loss law decides
-            y_raw = est["outlet_co2_fraction"]
-            y = xp.minimum(xp.maximum(y_raw / 100.0, 0.0), 1.0 - 1e-9)
-            others = n2 + h2
-            co2_out = xp.where(others > 0.0, xp.minimum(y * others / (1.0 - y), remaining), physical)
-            shown = 100.0 * co2_out / xp.maximum(co2_out + others, 1e-300)
-            bounded = xp.where(abs(shown - y_raw) > 1e-6, 1.0, bounded)
-        carbonate = remaining - co2_out
+            outlet_phys = co2_out + n2 + (current * (1.0 - fe)) / (ec.Z_H2 * ec.F)
+            carbon = 100.0 * co2_out / xp.maximum(outlet_phys, 1e-300)
+        physics = {"cell_voltage": voltage, "anolyte_ph": ph, "fe_formate": fe,
+                   "outlet_co2_fraction": carbon}
+        ceiling = ec.fe_ceiling(current, co2_in, xp)
+        est, flags = m.estimate_all(signals, physics, t, {"fe_formate": ceiling})
+        closed = close(current, co2_in, n2, est["fe_formate"], est["outlet_co2_fraction"],
+                       demand=self._by_demand, physics_demand=demand, xp=xp)
         v_raw, ph_raw = est["cell_voltage"], est["anolyte_ph"]
         voltage = xp.minimum(xp.maximum(v_raw, 0.0), 100.0)
         ph = xp.minimum(xp.maximum(ph_raw, -2.0), 16.0)
-        bounded = xp.where((voltage != v_raw) | (ph != ph_raw), 1.0, bounded)
-        return voltage, ph, formate, h2, co2_out, carbonate, fe, bounded, flags
+        v_moved, ph_moved = abs(voltage - v_raw), abs(ph - ph_raw)
+        limits = {
+            "fe_formate": (closed.fe_bounded, closed.fe_correction),
+            "outlet_co2_fraction": (closed.carbon_bounded, closed.carbon_correction),
+            "cell_voltage": (xp.where(v_moved > 0.0, 1.0, 0.0), v_moved),
+            "anolyte_ph": (xp.where(ph_moved > 0.0, 1.0, 0.0), ph_moved),
+        }
+        return (voltage, ph, closed.formate, closed.h2, closed.co2_out, closed.carbonate, closed.fe,
+                limits, flags)

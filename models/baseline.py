@@ -13,7 +13,8 @@ log instead of integrated:
   hybrid model learns the rest);
 * cell temperature = the measured ``cell_temperature``;
 * anolyte net hydroxide at the steady state of its balance (the anolyte flows),
-  or the feed concentration when the anolyte is stagnant (as the reactor starts).
+  or the feed concentration when the anolyte is stagnant (as the reactor starts);
+  the pH reported at the measured cell temperature (:func:`models.electrochemistry.ph_scale`).
 
 This is the ``physics`` kind of model and the base the ``hybrid`` kind corrects.
 It never imports TensorFlow.
@@ -27,9 +28,9 @@ import numpy as np
 
 from cosim.errors import ModelError
 from models import electrochemistry as ec
-from models.variables import VARIABLES
+from models.variables import SPACES, VARIABLES
 
-__all__ = ["IDENTITY", "ASSUMED_HOURS", "columns", "predict"]
+__all__ = ["IDENTITY", "ASSUMED_HOURS", "QUANTITY_COLUMNS", "columns", "predict", "quantity", "context"]
 
 #: names the baseline in model cards of hybrid models (their residual is measured - this)
 IDENTITY = "models.baseline.predict"
@@ -44,7 +45,7 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "fe_formate": _GAS,
     "outlet_co2_fraction": _GAS,
-    "anolyte_ph": ("current_density", "anolyte_flow", "anolyte_conc"),
+    "anolyte_ph": ("current_density", "anolyte_flow", "anolyte_conc", "cell_temperature"),
 }
 _OPTIONAL = ("area_cm2", "hours_on_stream")
 
@@ -84,6 +85,38 @@ def predict(
     return out
 
 
+#: log columns the physics of each quantity a network estimates in place of its variable needs
+QUANTITY_COLUMNS: dict[str, tuple[str, ...]] = {"carbonate_demand": ("co2_fraction",)}
+
+
+def quantity(
+    variable: str,
+    frame: Mapping[str, Any],
+    cell: ec.CellParameters = ec.CellParameters(),
+) -> np.ndarray:
+    """Physics of what the networks of ``variable`` estimate (:attr:`Space.estimates`): the
+    carbonate demand per electron (mol/mol) for the outlet CO2 side, else :func:`predict`."""
+    _check_variable(variable)
+    if SPACES[VARIABLES[variable].space].estimates == "carbonate_demand":
+        return np.asarray(ec.carbonate_demand(np.asarray(frame["co2_fraction"], dtype=float), cell))
+    return predict(variable, frame, cell)
+
+
+def context(frame: Mapping[str, Any], cell: ec.CellParameters = ec.CellParameters(),
+            ) -> dict[str, np.ndarray]:
+    """What turns estimates into rates, for every row: ``current`` (A, from current density
+    and area, as :func:`predict` takes it), ``co2_in`` and ``n2`` (mol/s) and the FE
+    ``ceiling`` (:func:`models.electrochemistry.fe_ceiling`)."""
+    j = np.asarray(frame["current_density"], dtype=float)
+    area = (np.asarray(frame["area_cm2"], dtype=float) if "area_cm2" in frame
+            else np.full(len(j), cell.area_cm2))
+    current = j * area / 1000.0
+    gas, x = (np.asarray(frame[k], dtype=float) for k in ("gas_flow", "co2_fraction"))
+    co2_in = ec.gas_mol_s(gas * x / 100.0)
+    return {"current": current, "co2_in": co2_in, "n2": ec.gas_mol_s(gas * (1.0 - x / 100.0)),
+            "ceiling": ec.fe_ceiling(current, co2_in, np)}
+
+
 def _check_variable(variable: str) -> None:
     if variable not in VARIABLES:
         raise ModelError(f"unknown variable {variable!r}; known: {', '.join(VARIABLES)}")
@@ -97,10 +130,15 @@ def _damage(c: Mapping[str, np.ndarray], p: ec.CellParameters) -> np.ndarray:
     return ec.catalyst_damage(c["charge_passed"], c["hours_on_stream"], p, np)
 
 
-def _ph(c: Mapping[str, np.ndarray], p: ec.CellParameters) -> np.ndarray:
+def _hydroxide(c: Mapping[str, np.ndarray], p: ec.CellParameters) -> np.ndarray:
     c_an, q_an = c["anolyte_conc"], c["anolyte_flow"]
     steady = ec.hydroxide_step(c_an, c_an, q_an, _current(c, p), p.anolyte_volume_L, 1e9, np)
-    return ec.ph_from_hydroxide(np.where(q_an / 60000.0 > 1e-12, steady, c_an), np)
+    return np.where(q_an / 60000.0 > 1e-12, steady, c_an)
+
+
+def _ph(c: Mapping[str, np.ndarray], p: ec.CellParameters) -> np.ndarray:
+    """The reported pH: at the cell temperature, as the reactor reports it."""
+    return ec.ph_from_hydroxide(_hydroxide(c, p), np, ec.ph_scale(c["cell_temperature"], p))
 
 
 def _split(c: Mapping[str, np.ndarray], p: ec.CellParameters) -> tuple[np.ndarray, ...]:
@@ -114,7 +152,8 @@ def _split(c: Mapping[str, np.ndarray], p: ec.CellParameters) -> tuple[np.ndarra
 
 def _voltage(c: Mapping[str, np.ndarray], p: ec.CellParameters) -> np.ndarray:
     return ec.cell_voltage(
-        _current(c, p), c["cell_temperature"], _ph(c, p), c["anolyte_conc"], c["catholyte_conc"],
+        _current(c, p), c["cell_temperature"], ec.ph_from_hydroxide(_hydroxide(c, p), np),
+        c["anolyte_conc"], c["catholyte_conc"],
         c["catholyte_flow"], c["humidity"], _damage(c, p), p, np,
     )
 

@@ -21,8 +21,9 @@ import numpy as np
 __all__ = [
     "F", "Z_FORMATE", "Z_H2", "M_HCOO", "M_HCOOH", "M_H2", "MOLAR_VOLUME_L", "KW",
     "SCALAR", "namespace", "CellParameters", "gas_mol_s", "gas_ml_min",
-    "current_density", "catalyst_damage", "faradaic_split", "carbonate_loss", "hydroxide_step",
-    "ph_from_hydroxide", "cell_voltage", "first_order_step",
+    "current_density", "catalyst_damage", "faradaic_split", "fe_ceiling", "carbonate_demand",
+    "carbonate_from_demand", "carbonate_loss", "hydroxide_step",
+    "ph_from_hydroxide", "pkw_water", "ph_scale", "cell_voltage", "first_order_step",
 ]
 
 F = 96485.33  # C/mol
@@ -42,7 +43,7 @@ def _where(cond: Any, a: Any, b: Any) -> Any:
 
 #: math namespace for plain floats; far faster than NumPy ufuncs on scalars.
 SCALAR = SimpleNamespace(
-    exp=math.exp, expm1=math.expm1, log=math.log, log10=math.log10, sqrt=math.sqrt,
+    exp=math.exp, expm1=math.expm1, log=math.log, log10=math.log10, sqrt=math.sqrt, tanh=math.tanh,
     arcsinh=math.asinh, minimum=min, maximum=max, where=_where,
 )
 
@@ -98,6 +99,9 @@ class CellParameters:
     fe_ageing_loss: float = _field(0.5, "1", "share of FE lost by a fully aged catalyst")
     voltage_ageing: float = _field(0.5, "V", "voltage rise of a fully aged catalyst")
     anolyte_volume_L: float = _field(0.010, "L", "anolyte compartment volume")
+    ph_temperature: float = _field(1.0, "1", "share of water's ion-product change with temperature "
+                                   "in the reported pH (1: a probe at the cell temperature, 0: the "
+                                   "25 degC scale)")
     heat_capacity: float = _field(800.0, "J/K", "cell heat capacity")
     ua_ambient: float = _field(0.6, "W/K", "heat loss to ambient")
     e_thermoneutral: float = _field(1.48, "V", "voltage above which electrical power becomes heat")
@@ -173,16 +177,44 @@ def faradaic_split(
     return formate, carbonate, fe
 
 
+def fe_ceiling(current_a: Any, co2_in_mol_s: Any, xp: Any = SCALAR) -> Any:
+    """The largest FE to formate the charge and the CO2 fed allow: min(1, CO2 in * z F / I).
+
+    Formate can take at most every electron (FE 1) and every CO2 molecule fed; with no
+    current the CO2 sets no limit (1).
+    """
+    supply = co2_in_mol_s * (Z_FORMATE * F) / xp.maximum(current_a, 1e-300)
+    return xp.minimum(supply, 1.0)
+
+
+def carbonate_demand(co2_percent: Any, p: CellParameters) -> Any:
+    """CO2 the crossover would take as carbonate per electron (mol/mol), with CO2 to spare.
+
+    Proportional to the CO2 fraction; :func:`carbonate_from_demand` saturates it at the
+    CO2 actually left.
+    """
+    return p.carbonate_per_electron * (co2_percent / 100.0)
+
+
+def carbonate_from_demand(remaining_mol_s: Any, demand_mol_s: Any) -> Any:
+    """CO2 lost as carbonate (mol/s) out of the ``remaining`` CO2 for a crossover ``demand``.
+
+    ``remaining * demand / (demand + remaining)``: for any demand >= 0 the loss lies in
+    [0, remaining], so CO2 out = remaining - loss is never negative.
+    """
+    # remaining * (a share <= 1): never more than is left, even when the flows are
+    # so small that products lose precision
+    return remaining_mol_s * (demand_mol_s / (demand_mol_s + remaining_mol_s + 1e-300))
+
+
 def carbonate_loss(remaining_mol_s: Any, current_a: Any, co2_percent: Any, p: CellParameters) -> Any:
     """CO2 lost as carbonate (mol/s) out of the ``remaining`` CO2 not reduced to formate.
 
-    Crossover demand grows with current and CO2 fraction; the loss saturates at
-    what is left, so formate + carbonate never exceeds the CO2 fed.
+    Crossover demand (:func:`carbonate_demand` per electron) grows with current and CO2
+    fraction; the loss saturates at what is left, so formate + carbonate never exceeds
+    the CO2 fed.
     """
-    demand = p.carbonate_per_electron * (co2_percent / 100.0) * current_a / F
-    # remaining * (a share <= 1): never more than is left, even when the flows are
-    # so small that products lose precision
-    return remaining_mol_s * (demand / (demand + remaining_mol_s + 1e-300))
+    return carbonate_from_demand(remaining_mol_s, carbonate_demand(co2_percent, p) * current_a / F)
 
 
 def hydroxide_step(
@@ -203,11 +235,32 @@ def hydroxide_step(
     return xp.where(q > 1e-12, stirred, stagnant)
 
 
-def ph_from_hydroxide(c_net: Any, xp: Any = SCALAR) -> Any:
-    """pH from net hydroxide (mol/L) by charge balance [OH-] - [H+] = c_net, [OH-][H+] = Kw."""
-    s = xp.sqrt(c_net * c_net + 4.0 * KW)
-    oh = xp.where(c_net >= 0.0, (c_net + s) / 2.0, 2.0 * KW / (s - c_net))
-    return 14.0 + xp.log10(oh)
+def ph_from_hydroxide(c_net: Any, xp: Any = SCALAR, pkw: Any = None) -> Any:
+    """pH from net hydroxide (mol/L) by charge balance [OH-] - [H+] = c_net, [OH-][H+] = Kw.
+
+    ``pkw`` is -log10 Kw (default 14, water at 25 degC; :func:`ph_scale` gives it at the
+    cell temperature).
+    """
+    kw = KW if pkw is None else 10.0 ** (-pkw)
+    s = xp.sqrt(c_net * c_net + 4.0 * kw)
+    # s - c_net > 0 wherever that branch is taken; the floor only spares the other branch
+    oh = xp.where(c_net >= 0.0, (c_net + s) / 2.0, 2.0 * kw / xp.maximum(s - c_net, 1e-300))
+    return (14.0 if pkw is None else pkw) + xp.log10(oh)
+
+
+def pkw_water(temperature_c: Any) -> Any:
+    """-log10 Kw of water at ``temperature_c`` (Harned and Owen's fit, 0-60 degC)."""
+    kelvin = temperature_c + 273.15
+    return 4470.99 / kelvin - 6.0875 + 0.01706 * kelvin
+
+
+_PKW_25 = 4470.99 / 298.15 - 6.0875 + 0.01706 * 298.15
+
+
+def ph_scale(temperature_c: Any, p: CellParameters) -> Any:
+    """-log10 Kw of the reported pH: 14 at 25 degC, following water's ion product with the
+    temperature as far as ``p.ph_temperature`` says (1: a probe at the cell temperature)."""
+    return 14.0 - p.ph_temperature * (_PKW_25 - pkw_water(temperature_c))
 
 
 def cell_voltage(

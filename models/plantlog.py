@@ -155,13 +155,17 @@ def _rows(where: np.ndarray) -> str:
 
 
 def required_for(variables: Iterable[str]) -> tuple[str, ...]:
-    """Columns a training run for ``variables`` needs: time, their features, the variables."""
+    """Columns a training run for ``variables`` needs: time, their features, the variables
+    (and FE to formate for the outlet CO2 fraction)."""
     names = list(variables)
     unknown = [v for v in names if v not in VARIABLES]
     if unknown:
         raise DataError(f"unknown variable(s) {unknown}; expected some of {list(VARIABLES)}")
     used = {f for v in names for f in VARIABLES[v].features}
-    return ("time", *(f for f in FEATURES if f in used), *(v for v in VARIABLES if v in names))
+    # the outlet CO2 models learn the carbonate demand through the carbon balance, which
+    # needs the FE of the same rows (formate and H2 take their share of the outlet)
+    targets = set(names) | ({"fe_formate"} if "outlet_co2_fraction" in names else set())
+    return ("time", *(f for f in FEATURES if f in used), *(v for v in VARIABLES if v in targets))
 
 
 def _to_english(frame: pd.DataFrame, problems: list[str]) -> tuple[pd.DataFrame, dict[str, str], str]:

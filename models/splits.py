@@ -49,7 +49,9 @@ class Splits:
 
     Only rows in ``phases`` count (``None``: all rows; a log without a ``phase``
     column has no phases). ``extrapolation``: rows with ``current_density`` above
-    ``threshold`` (its ``quantile`` over those rows), never seen in training.
+    ``threshold``, never seen in training: a fixed current density beyond the range the
+    models must cover when the log reaches above it, else its ``quantile`` over those rows
+    (``quantile`` records the share of rows at or below the threshold either way).
     The other rows are split by experiment so that neighbouring samples do not
     leak: ``test`` and ``validation`` (early stopping) experiments are drawn
     with ``seed``; the rest train.
@@ -65,14 +67,18 @@ class Splits:
     @classmethod
     def choose(cls, frame: Mapping[str, Any], seed: int = 0, *, phases: tuple[str, ...] | None = None,
                quantile: float = 0.85, test_fraction: float = 0.15,
-               validation_fraction: float = 0.15) -> Splits:
-        """Draw the splits of a log, deterministically for ``seed``."""
+               validation_fraction: float = 0.15, above: float | None = None) -> Splits:
+        """Draw the splits of a log, deterministically for ``seed``. ``above``: extrapolate
+        above this current density (mA/cm2) if the log has rows there, else above ``quantile``."""
         phases = tuple(phases) if phases is not None and "phase" in frame else None
         used = _in_phases(frame, phases)
         if not used.any():
             raise ModelError(f"the log has no rows in phase(s) {', '.join(phases or ())}")
         j = np.asarray(frame["current_density"], float)
-        threshold = float(np.quantile(j[used], quantile))
+        if above is not None and (j[used] > above).any():
+            threshold, quantile = float(above), float(np.mean(j[used] <= above))
+        else:
+            threshold = float(np.quantile(j[used], quantile))
         groups = np.unique(np.asarray(frame["experiment"])[used & (j <= threshold)])
         n = len(groups)
         n_test = max(1, round(test_fraction * n))
@@ -120,7 +126,8 @@ class Splits:
             "validation_experiments": list(self.validation_experiments),
             "method": (
                 "rows in phases only (null: all); extrapolation: rows with current_density > threshold "
-                "(its quantile over those rows); test and validation: experiments drawn by numpy "
+                "(a fixed current density, or the quantile over those rows; quantile: the share at or "
+                "below it); test and validation: experiments drawn by numpy "
                 "default_rng(seed).permutation among the other rows; train: the rest"
             ),
         }

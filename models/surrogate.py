@@ -66,7 +66,13 @@ class Surrogate:
 
     ``inputs`` are reactor signals (keys of :data:`SIGNALS`), in the column order
     ``predict`` takes. ``lower``/``upper`` are the training envelope per input
-    (``None`` when the model came without one).
+    (``None`` when the model came without one). ``estimates`` is what the estimate is:
+    the variable itself, or the quantity its learning space names (the outlet CO2
+    models of :mod:`models.variables` estimate the carbonate demand per electron); the
+    physics value handed to ``predict`` is of the same quantity. A surrogate with
+    ``takes_ceiling`` also takes ``ceiling``, the largest FE the charge and the CO2 fed
+    allow, as a third argument of ``predict``/``predict_one``/``finish`` (an FE model in the
+    ``fe_logit`` space stays under it); others are called with two.
     """
 
     variable: str
@@ -75,6 +81,8 @@ class Surrogate:
     inputs: tuple[str, ...]
     lower: np.ndarray | None
     upper: np.ndarray | None
+    estimates: str = ""
+    takes_ceiling: bool = False
 
     def predict(self, x: np.ndarray, physics: np.ndarray) -> np.ndarray:
         """Estimates for rows of ``x`` (n, len(inputs)) given the physics values (n,)."""
@@ -131,8 +139,10 @@ class NetworkSurrogate(Surrogate):
             raise ModelError(f"{source}: unknown learning space {space!r}; expected one of "
                              f"{', '.join(SPACES)}")
         self.space = space
-        _, self._to, self._back = SPACES[space]
+        self._to, self._back = SPACES[space].to_space, SPACES[space].from_space
         self._plain = space == "value"
+        self.estimates = SPACES[space].estimates or variable
+        self.takes_ceiling = True
         self.columns = tuple(columns)
         self.inputs = tuple(c.signal for c in self.columns if c.signal is not None)
         self._template = [c.constant for c in self.columns]
@@ -151,27 +161,28 @@ class NetworkSurrogate(Surrogate):
         full[:, self._slots] = x
         return full
 
-    def predict(self, x: np.ndarray, physics: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, physics: np.ndarray, ceiling: Any = None) -> np.ndarray:
         y = self.network.predict(self._full(np.asarray(x, dtype=float)))[:, 0]
         if self.absolute:
             y = np.abs(y)
         if self._plain:
             return physics + y if self.residual else y
-        return self._back(self._to(physics) + y if self.residual else y)
+        ceiling = 1.0 if ceiling is None else np.asarray(ceiling, dtype=float)
+        return self._back(self._to(physics, ceiling) + y if self.residual else y, ceiling)
 
-    def predict_one(self, x: Sequence[float], physics: float) -> float:
+    def predict_one(self, x: Sequence[float], physics: float, ceiling: float = 1.0) -> float:
         values = self._template[:]
         for slot, v in zip(self._slots, x, strict=True):
             values[slot] = v
-        return self.finish(self.network.predict_one(values), physics)
+        return self.finish(self.network.predict_one(values), physics, ceiling)
 
-    def finish(self, y: float, physics: float) -> float:
+    def finish(self, y: float, physics: float, ceiling: float = 1.0) -> float:
         """The estimate from the network's raw output ``y`` for one sample."""
         if self.absolute:
             y = abs(y)
         if self._plain:
             return physics + y if self.residual else y
-        return self._back(self._to(physics) + y if self.residual else y)
+        return self._back(self._to(physics, ceiling) + y if self.residual else y, ceiling)
 
 
 def _read_card(model: Path) -> dict[str, Any] | None:
@@ -307,7 +318,8 @@ class ModelSet:
     envelope), ``physics`` (use the physics value), ``stop`` (raise
     :class:`ModelError` naming the input, its value and the envelope).
     Which variables have warned is state: :meth:`get_state`/:meth:`set_state`
-    carry it through the reactor's checkpoints.
+    carry it through the reactor's checkpoints. The physics value handed in for a
+    variable is of the quantity its surrogate estimates (:meth:`estimates`).
     """
 
     def __init__(self, surrogates: Mapping[str, Surrogate] | None = None,
@@ -328,6 +340,12 @@ class ModelSet:
         s = self.surrogates.get(variable)
         return "physics" if s is None else s.kind
 
+    def estimates(self, variable: str) -> str:
+        """What the estimate of ``variable`` is: the variable itself, or the quantity its
+        surrogate's learning space names (``carbonate_demand`` for the outlet CO2 models)."""
+        s = self.surrogates.get(variable)
+        return variable if s is None else (s.estimates or variable)
+
     def describe(self) -> dict[str, str]:
         return {v: (self.surrogates[v].describe() if v in self.surrogates else f"{v} physics")
                 for v in VARIABLES}
@@ -341,21 +359,25 @@ class ModelSet:
         self._warned = set(state["warned"])
 
     def estimate(self, variable: str, signals: Mapping[str, Any], physics: Any,
-                 t: float = math.nan) -> tuple[Any, Any]:
-        """``(value, outside)`` of ``variable`` from the reactor's signals at time ``t``."""
+                 t: float = math.nan, ceiling: Any = 1.0) -> tuple[Any, Any]:
+        """``(value, outside)`` of ``variable`` from the reactor's signals at time ``t``;
+        ``ceiling`` is the largest FE the charge and the CO2 fed allow (FE models stay under it)."""
         s = self.surrogates.get(variable)
         if s is None:
             return physics, 0.0
         if isinstance(physics, np.ndarray):
-            return self._estimate_batch(s, signals, physics, t)
-        return self._guarded(variable, s, signals, physics, t, None)
+            return self._estimate_batch(s, signals, physics, t, ceiling)
+        return self._guarded(variable, s, signals, physics, t, None, ceiling)
 
     def estimate_all(self, signals: Mapping[str, Any], physics: Mapping[str, Any],
-                     t: float = math.nan) -> tuple[dict[str, Any], dict[str, Any]]:
+                     t: float = math.nan, ceilings: Mapping[str, Any] | None = None,
+                     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """:meth:`estimate` of every variable: ``(values, outside flags)``; the networks
-        that share a :class:`~models.bank.Bank` run as one on a single sample."""
+        that share a :class:`~models.bank.Bank` run as one on a single sample.
+        ``ceilings``: per variable, the ``ceiling`` of :meth:`estimate` (default 1)."""
         raw = self._bank.run(signals) if self._bank is not None and not isinstance(
             next(iter(physics.values())), np.ndarray) else {}
+        ceilings = ceilings or {}
         values, flags = {}, {}
         for variable, value in physics.items():
             s = self.surrogates.get(variable)
@@ -363,43 +385,45 @@ class ModelSet:
                 values[variable], flags[variable] = value, 0.0
             elif variable in raw:
                 values[variable], flags[variable] = self._guarded(
-                    variable, s, signals, value, t, raw[variable])
+                    variable, s, signals, value, t, raw[variable], ceilings.get(variable, 1.0))
             else:
-                values[variable], flags[variable] = self.estimate(variable, signals, value, t)
+                values[variable], flags[variable] = self.estimate(
+                    variable, signals, value, t, ceilings.get(variable, 1.0))
         return values, flags
 
     def _guarded(self, variable: str, s: Surrogate, signals: Mapping[str, Any], physics: float,
-                 t: float, raw: float | None) -> tuple[float, float]:
+                 t: float, raw: float | None, ceiling: float = 1.0) -> tuple[float, float]:
         """One sample through the envelope policy; ``raw`` is the network output if known."""
         x = [signals[name] for name in s.inputs]
         envelope = self._envelopes.get(variable)
         i = None if envelope is None else envelope.first_outside(x)
         if envelope is None or i is None:
-            return _one(s, x, physics, raw), 0.0
+            return _one(s, x, physics, raw, ceiling), 0.0
         if self.policy == "stop":
             raise _error(s, envelope, i, x[i], t)
         if self.policy == "physics":
             return physics, 1.0
         if self.policy == "clamp":
-            return s.predict_one(envelope.clamp(x), physics), 1.0
+            return _one(s, envelope.clamp(x), physics, None, ceiling), 1.0
         if variable not in self._warned:
             self._warned.add(variable)
             warnings.warn(_message(s, envelope, i, x[i], t), EnvelopeWarning, stacklevel=3)
-        return _one(s, x, physics, raw), 1.0
+        return _one(s, x, physics, raw, ceiling), 1.0
 
     def _estimate_batch(self, s: Surrogate, signals: Mapping[str, Any], physics: np.ndarray,
-                        t: float) -> tuple[np.ndarray, np.ndarray]:
+                        t: float, ceiling: Any = 1.0) -> tuple[np.ndarray, np.ndarray]:
         n = physics.shape[0]
         x = np.column_stack([np.broadcast_to(np.asarray(signals[name], dtype=float), (n,))
                              for name in s.inputs])
+        ceiling = np.broadcast_to(np.asarray(ceiling, dtype=float), (n,))
         envelope = self._envelopes.get(s.variable)
         if envelope is None:
-            return s.predict(x, physics), np.zeros(n)
+            return _batch(s, x, physics, ceiling), np.zeros(n)
         bad = envelope.outside(x)
         outside = bad.any(axis=1)
         if outside.any():
             x = self._batch_outside(s, envelope, x, bad, t)
-        value = s.predict(x, physics)
+        value = _batch(s, x, physics, ceiling)
         if self.policy == "physics":
             value = np.where(outside, physics, value)
         return value, outside.astype(float)
@@ -430,9 +454,21 @@ def _bank(surrogates: Mapping[str, Surrogate]) -> Bank | None:
                  for v, s in members.items()})
 
 
-def _one(s: Surrogate, x: Sequence[float], physics: float, raw: float | None) -> float:
+def _one(s: Surrogate, x: Sequence[float], physics: float, raw: float | None,
+         ceiling: float = 1.0) -> float:
     """The estimate of one sample: evaluated, or finished from the bank's raw output."""
-    return s.predict_one(x, physics) if raw is None else s.finish(raw, physics)
+    if not s.takes_ceiling:
+        return s.predict_one(x, physics) if raw is None else s.finish(raw, physics)
+    if raw is None:
+        return s.predict_one(x, physics, ceiling)  # type: ignore[call-arg]
+    return s.finish(raw, physics, ceiling)  # type: ignore[call-arg]
+
+
+def _batch(s: Surrogate, x: np.ndarray, physics: np.ndarray, ceiling: np.ndarray) -> np.ndarray:
+    """The estimates of a batch of samples."""
+    if s.takes_ceiling:
+        return s.predict(x, physics, ceiling)  # type: ignore[call-arg]
+    return s.predict(x, physics)
 
 
 def _message(s: Surrogate, envelope: Envelope, i: int, value: float, t: float,

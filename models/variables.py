@@ -1,24 +1,27 @@
 """What the surrogates estimate, and from what: the shared vocabulary of models/.
 
 A *variable* is one quantity the reactor estimates (cell voltage, FE to formate,
-outlet CO2 fraction, anolyte pH). A *feature* is a quantity a model may take as
-input; every feature is a signal the reactor knows at run time (its inputs and
-its own states) and a column of a plant log (``models.plantlog``), under the
-same name and unit. Training, the NumPy runtime, model cards, the envelope
-guard and the plant log all use these names.
+outlet CO2 fraction, anolyte pH). Networks learn each in a *space* (:data:`SPACES`)
+chosen so that any network output is a consistent plant state: FE as a logit under
+the ceiling the charge and the CO2 fed allow, the outlet CO2 side as the carbonate
+demand per electron (the outlet fraction then follows from the carbon balance).
+A *feature* is a quantity a model may take as input; every feature is a signal the
+reactor knows at run time (its inputs and its own states) and a column of a plant
+log (``models.plantlog``), under the same name and unit. Training, the NumPy runtime,
+model cards, the envelope guard and the plant log all use these names.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from collections.abc import Callable
 
 import numpy as np
 
 from . import electrochemistry as ec
 
-__all__ = ["Feature", "Variable", "FEATURES", "VARIABLES", "KINDS", "FILE_KINDS", "SPACES"]
+__all__ = ["Feature", "Variable", "Space", "FEATURES", "VARIABLES", "KINDS", "FILE_KINDS", "SPACES"]
 
 
 @dataclass(frozen=True)
@@ -53,33 +56,108 @@ class Variable:
 
 #: mol/L: below this net hydroxide the hydroxide space is linear, above it logarithmic
 HYDROXIDE_SCALE = 0.01
+#: value / ceiling is kept within [LOGIT_EPS, 1 - LOGIT_EPS] before its logit: a physics FE of
+#: exactly 0 (no current) maps to a finite logit (-28) instead of -inf
+LOGIT_EPS = 1e-12
 
 
-def _ph_to_hydroxide(ph: Any) -> Any:
+def _ph_to_hydroxide(ph: Any, ceiling: Any = None) -> Any:
     """asinh of net hydroxide [OH-] - [H+] (in units of HYDROXIDE_SCALE) of a pH at 25 degC."""
     if ec.namespace(ph) is ec.SCALAR:
         return math.asinh((10.0 ** (ph - 14.0) - 10.0 ** (-ph)) / HYDROXIDE_SCALE)
     return np.arcsinh((np.power(10.0, ph - 14.0) - np.power(10.0, -ph)) / HYDROXIDE_SCALE)
 
 
-def _hydroxide_to_ph(z: Any) -> Any:
+def _hydroxide_to_ph(z: Any, ceiling: Any = None) -> Any:
     xp = ec.namespace(z)
     c_net = HYDROXIDE_SCALE * (math.sinh(z) if xp is ec.SCALAR else np.sinh(z))
     return ec.ph_from_hydroxide(c_net, xp)
 
 
-#: learning spaces: name -> (unit, value -> space, space -> value). pH is learnt as
+def _to_logit(value: Any, ceiling: Any = None) -> Any:
+    """logit(value / ceiling): the whole real line for a value in (0, ceiling) (default 1)."""
+    share = value / (1.0 if ceiling is None else ceiling)
+    if isinstance(share, float):  # the reactor's every step: plain floats, no NumPy overhead
+        share = min(max(share, LOGIT_EPS), 1.0 - LOGIT_EPS)
+        return math.log(share / (1.0 - share))
+    share = np.clip(share, LOGIT_EPS, 1.0 - LOGIT_EPS)
+    return np.log(share / (1.0 - share))
+
+
+def _from_logit(z: Any, ceiling: Any = None) -> Any:
+    """ceiling * sigmoid(z), in [0, ceiling] for every z (tanh: no overflow at any z)."""
+    sigmoid = 0.5 + 0.5 * (math.tanh(0.5 * z) if isinstance(z, float) else np.tanh(0.5 * z))
+    return sigmoid if ceiling is None else ceiling * sigmoid
+
+
+def _identity(v: Any, ceiling: Any = None) -> Any:
+    return v
+
+
+#: a value below this is taken as this before its logarithm
+LOG_FLOOR = 1e-12
+
+
+def _to_log(value: Any, ceiling: Any = None) -> Any:
+    """ln(value): the whole real line for a positive value."""
+    if isinstance(value, float):
+        return math.log(max(value, LOG_FLOOR))
+    return np.log(np.maximum(value, LOG_FLOOR))
+
+
+def _from_log(z: Any, ceiling: Any = None) -> Any:
+    """exp(z): positive for every z."""
+    return math.exp(z) if isinstance(z, float) else np.exp(z)
+
+
+class Space(NamedTuple):
+    """Where networks learn a variable, and what a surrogate in that space returns.
+
+    ``to_space(estimate, ceiling)`` and ``from_space(z, ceiling)`` convert between the
+    estimate and the network's scale; ``ceiling`` is the largest FE the charge and the
+    CO2 fed allow (:func:`models.electrochemistry.fe_ceiling`; only ``fe_logit`` reads
+    it). ``estimates`` names what the surrogate returns when it is not the variable
+    itself (with its unit and physical bounds): the reactor then derives the variable
+    from it through the balances.
+    """
+
+    unit: str | None
+    to_space: Callable[[Any, Any], Any]
+    from_space: Callable[[Any, Any], Any]
+    description: str
+    estimates: str | None = None
+    estimates_unit: str | None = None
+    estimates_bounds: tuple[float, float] | None = None
+
+
+#: learning spaces by name. Cell voltage is learnt as its logarithm: every network output is
+#: a positive voltage, and a hybrid corrects the physics by a factor. pH is learnt as
 #: asinh(net hydroxide / 0.01 mol/L): across the titration cliff (an anolyte running out of
-#: OH-) a pH residual jumps by ten units while this one stays moderate, and pH noise maps
-#: to a constant spread (not one growing with the concentration, as in plain mol/L)
-SPACES: dict[str, tuple[str | None, Callable[[Any], Any], Callable[[Any], Any]]] = {
-    "value": (None, lambda v: v, lambda z: z),
-    "net_hydroxide": ("1", _ph_to_hydroxide, _hydroxide_to_ph),
+#: OH-) a pH residual jumps by ten units while this one stays moderate, and pH noise maps to
+#: a constant spread. FE is learnt as
+#: logit(FE / ceiling), so every network output is an FE the charge and the CO2 fed allow.
+#: The outlet CO2 side is learnt as the logit of the carbonate demand per electron (at most
+#: one CO2 per electron, as bicarbonate): the reactor derives carbonate, CO2 out and the
+#: outlet fraction from it by the carbon balance, and every demand in (0, 1) gives
+#: CO2 out >= 0 and carbonate >= 0.
+SPACES: dict[str, Space] = {
+    "value": Space(None, _identity, _identity, "the variable itself"),
+    "log_value": Space("1", _to_log, _from_log, "ln of the variable in its unit (positive for any z)"),
+    "net_hydroxide": Space("1", _ph_to_hydroxide, _hydroxide_to_ph,
+                           "asinh(([OH-] - [H+]) / 0.01 mol/L) at 25 degC"),
+    "fe_logit": Space("1", _to_logit, _from_logit,
+                      "logit(FE / ceiling), ceiling = min(1, CO2 fed * 2F / I)"),
+    "logit_carbonate_demand": Space(
+        "1", _to_logit, _from_logit,
+        "logit of the CO2 the crossover takes as carbonate per electron (mol/mol, saturating at "
+        "the CO2 left after formate); outlet CO2 follows from the carbon balance",
+        estimates="carbonate_demand", estimates_unit="mol/mol", estimates_bounds=(0.0, 1.0)),
 }
 
 
 FEATURES: dict[str, Feature] = {f.name: f for f in (
-    Feature("current_density", "mA/cm2", "cell current per cathode area"),
+    # every history starts with the cell at rest, and FE at no current moves no charge
+    Feature("current_density", "mA/cm2", "cell current per cathode area", origin=0.0),
     Feature("gas_flow", "mL/min", "gas flow into the cathode"),
     Feature("co2_fraction", "%", "CO2 share of the inlet gas"),
     Feature("humidity", "%", "relative humidity of the inlet gas"),
@@ -97,9 +175,12 @@ _GAS_SIDE = ("current_density", "gas_flow", "co2_fraction", "humidity", "catholy
 VARIABLES: dict[str, Variable] = {v.name: v for v in (
     Variable("cell_voltage", "V", "cell voltage", 0.0, 100.0, (
         "current_density", "gas_flow", "humidity", "anolyte_flow", "catholyte_flow",
-        "anolyte_conc", "catholyte_conc", "cell_temperature", "charge_passed")),
-    Variable("fe_formate", "1", "faradaic efficiency to formate", 0.0, 1.0, _GAS_SIDE),
-    Variable("outlet_co2_fraction", "%", "CO2 in the dry outlet gas", 0.0, 100.0, _GAS_SIDE),
+        "anolyte_conc", "catholyte_conc", "cell_temperature", "charge_passed"), space="log_value"),
+    Variable("fe_formate", "1", "faradaic efficiency to formate", 0.0, 1.0, _GAS_SIDE,
+             space="fe_logit"),
+    # networks estimate the carbonate demand per electron; the fraction follows by the balance
+    Variable("outlet_co2_fraction", "%", "CO2 in the dry outlet gas", 0.0, 100.0, _GAS_SIDE,
+             space="logit_carbonate_demand"),
     # CO2 crossing the membrane as carbonate acidifies the anolyte: the gas side matters too
     Variable("anolyte_ph", "pH", "anolyte pH at the cell outlet", -2.0, 16.0, (
         "current_density", "anolyte_flow", "anolyte_conc", "gas_flow", "co2_fraction",

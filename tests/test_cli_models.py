@@ -94,12 +94,35 @@ def test_models_report_json_shape(trained):
             assert set(metrics) == {"mae", "rmse", "r2"} and metrics["mae"] >= 0
 
 
+def test_models_report_json_sections(trained):
+    """--section joint gives the joint fidelity per kind and split; --section all every section;
+    beside models other than the committed ones the shipped scenarios are not run."""
+    log, out = trained
+    done = co2twin("models", "report", "--data", str(log), "--dir", str(out), "--json",
+                   "--section", "joint")
+    assert done.returncode == 0, done.stderr
+    joint = json.loads(done.stdout)
+    assert set(joint) == {"physics", "nn", "hybrid"}
+    for split in joint["hybrid"].values():
+        assert split["bounded_share"]["any"] == 0.0 and set(split["balances"]) == {
+            "charge", "carbon_formate", "carbon_outlet"}
+    done = co2twin("models", "report", "--data", str(log), "--dir", str(out), "--json", "--section", "all")
+    assert done.returncode == 0, done.stderr
+    everything = json.loads(done.stdout)
+    assert set(everything) == {"metrics", "targets", "joint", "scenarios", "literature"}
+    assert everything["scenarios"] == []
+    assert {e["variable"] for e in everything["literature"]} == {"fe_formate", "cell_voltage"}
+    done = co2twin("models", "report", "--json", "--section", "nope")
+    assert done.returncode == 1 and "--section 'nope'" in done.stderr
+
+
 def test_models_report_writes_parity_plots(trained, tmp_path):
     """The table report prints pass/fail per fidelity target and writes one PNG per variable."""
     log, out = trained
     done = co2twin("models", "report", "--data", str(log), "--dir", str(out), "--plots", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "hybrid R2 >= 0.98 on test" in done.stdout
+    assert "joint fidelity" in done.stdout and "published figures of merit" in done.stdout
     png = tmp_path / "fe_formate.parity.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

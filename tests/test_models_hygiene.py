@@ -57,7 +57,9 @@ def test_set_mixing_banked_networks_and_a_plain_surrogate_estimates_each_as_alon
     physics = {"cell_voltage": 3.0, "fe_formate": 0.8, "outlet_co2_fraction": 40.0, "anolyte_ph": 13.0}
     values, flags = chosen.estimate_all(signals, physics, 1.0)
     for variable, value in physics.items():
-        assert (values[variable], flags[variable]) == chosen.estimate(variable, signals, value, 1.0)
+        one, flag = chosen.estimate(variable, signals, value, 1.0)
+        # the bank sums its wider matrices in another order: equal to rounding
+        assert values[variable] == pytest.approx(one, rel=1e-12, abs=1e-12) and flags[variable] == flag
     assert values["cell_voltage"] == 3.0 and flags["cell_voltage"] == 0.0
 
 

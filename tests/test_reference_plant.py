@@ -8,9 +8,11 @@ import pandas as pd
 import pytest
 
 from models import electrochemistry as ec
-from models.campaign import generate, latin_hypercube, plan
+from models.campaign import (
+    CATALYSTS, EXTRAPOLATION_ABOVE, FLOW_CONTROLLER_MAX, generate, latin_hypercube, plan,
+)
 from models.reference_plant import (
-    INPUTS, ReferenceParameters, ReferencePlant, ph_at, twin_baseline,
+    INPUTS, ReferenceParameters, ReferencePlant, log_activity, ph_at, twin_baseline,
 )
 
 TINY = dict(n_points=12, settle_s=600.0, steady_s=120.0, step_s=300.0)
@@ -65,7 +67,8 @@ def test_formate_never_exceeds_co2_fed() -> None:
 
 
 def test_anolyte_ph_follows_the_hydroxide_balance_with_crossover() -> None:
-    """pH is the OH- balance (anode sink plus 2 OH- per crossed-over CO2) at the cell's Kw."""
+    """pH is the OH- balance (anode sink plus 2 OH- per crossed-over CO2) at the cell's Kw, as
+    the OH- activity."""
     plant = ReferencePlant()
     p, c = plant.params, plant.params.cell
     r = run(600, plant, current=[amps(250), amps(150)], anolyte_flow=[1.5, 8.0])
@@ -76,7 +79,10 @@ def test_anolyte_ph_follows_the_hydroxide_balance_with_crossover() -> None:
         oh = ec.hydroxide_step(oh, r["anolyte_conc"][:, k], r["anolyte_flow"][:, k], sink,
                                c.anolyte_volume_L, 1.0, np)
         carbonate = r["carbonate_rate"][:, k]
-    expected = ph_at(oh, 14.0 - (pkw(25.0) - pkw(r["cell_temperature"][:, -1])))
+    temp = r["cell_temperature"][:, -1]
+    # a probe reads the OH- activity: Davies at the anolyte's ionic strength
+    expected = (ph_at(oh, 14.0 - (pkw(25.0) - pkw(temp)))
+                + log_activity(r["anolyte_conc"][:, -1], temp))
     np.testing.assert_allclose(r["anolyte_ph"][:, -1], expected, rtol=0, atol=1e-9)
 
 
@@ -132,15 +138,16 @@ def test_fe_falls_above_forty_degrees() -> None:
 
 
 def test_ageing_lowers_fe_fast_then_slowly_and_raises_voltage() -> None:
-    """FE loss over the first 100 Ah exceeds that over the next 400 Ah; voltage drifts up."""
+    """FE falls faster per Ah over the first 200 Ah (break-in) than over the next 800; voltage
+    drifts up."""
     plant = ReferencePlant()
     fe, volt = [], []
-    for charge in (0.0, 100.0, 500.0):
+    for charge in (0.0, 200.0, 1000.0):
         sched = {k: np.full((1, 1200), NOMINAL[k]) for k in INPUTS}
         r = plant.simulate({**sched, "initial_charge_Ah": charge}, 1.0)
         fe.append(r["fe_formate"][0, -1])
         volt.append(r["cell_voltage"][0, -1])
-    assert fe[0] - fe[1] > fe[1] - fe[2] > 0
+    assert (fe[0] - fe[1]) / 200.0 > (fe[1] - fe[2]) / 800.0 > 0
     assert volt[0] < volt[1] < volt[2]
 
 
@@ -160,7 +167,7 @@ def test_differences_from_the_twin_are_learnable(campaign_true: list[dict]) -> N
     on = r["current"] > 0
     twin = twin_baseline(r)
     gap = {k: np.median(np.abs(r[k] - twin[k])[on]) for k in twin}
-    assert 0.03 < gap["cell_voltage"] < 0.4
+    assert 0.03 < gap["cell_voltage"] < 0.6
     assert 0.02 < gap["fe_formate"] < 0.2
     assert 0.2 < gap["outlet_co2_fraction"] < 5.0
     assert 0.03 < gap["anolyte_ph"] < 0.5
@@ -200,13 +207,63 @@ def test_fe_reads_zero_at_rest_and_readings_stay_in_bounds() -> None:
 
 
 def test_campaign_log_shape_and_ageing_order() -> None:
-    """The campaign log has settle/steady/step phases, ids in run order and a catalyst that ages."""
+    """The campaign log has settle/steady/step phases and ids in run order; the runs are shared
+    out over catalysts of different ages, each of which ages further through its runs."""
     log = generate(seed=0, **TINY)
     assert set(log["phase"]) == {"settle", "steady", "step"}
     assert log["time"].is_monotonic_increasing and log["experiment"].is_monotonic_increasing
     assert (log["current_density"] == 0).any() and log["current_density"].max() > 250
-    assert log["charge_passed"].is_monotonic_increasing and log["charge_passed"].iloc[-1] > 10
     assert {f"true_{k}" for k in ("cell_voltage", "fe_formate", "anolyte_ph")} <= set(log)
+    first = log.groupby("experiment")["charge_passed"].min().to_numpy()  # in run order
+    catalyst = np.arange(len(first)) * len(CATALYSTS) // len(first)
+    for k, (charge, _) in enumerate(CATALYSTS):
+        mine = first[catalyst == k]
+        assert charge <= mine[0] < charge + 1.0, (k, mine)
+        assert (np.diff(mine) > 0).all(), (k, mine)
+
+
+def test_campaign_covers_the_operating_range_with_margin() -> None:
+    """The design spans the operating range of process.md with margin (current density to 450,
+    gas flows to the flow controllers' full scale, stopped pumps to the pumps' maximum,
+    0.2-3.2 mol/L, 2-63 degC, catalysts fresh to 4,000 Ah), and no controller runs over."""
+    (points, _), area = plan(seed=0, n_points=1280, settle_s=60.0, steady_s=10.0, step_s=10.0), 25.0
+    u = points.schedule
+    first = {k: v[:, 0] for k, v in u.items() if np.ndim(v) == 2}
+    j = first["current"] * 1000.0 / area
+    assert j.min() == 0.0 and j.max() > 440.0 and (j > EXTRAPOLATION_ABOVE).mean() > 0.1
+    assert ((j > 0) & (j < 10)).sum() >= 20  # the FE onset is covered too
+    x, gas = first["co2_fraction"], first["gas_flow"]
+    assert x.min() < 5.0 and x.max() > 99.0
+    assert gas.min() <= 5.0 and gas.max() > 950.0
+    assert (x == 100.0).mean() > 0.2  # pure CO2, the usual feed, at the edge of the range
+    assert (gas * x / 100.0 <= 1.05 * FLOW_CONTROLLER_MAX + 1e-9).all()
+    assert (gas * (1.0 - x / 100.0) <= 1.05 * FLOW_CONTROLLER_MAX + 1e-9).all()
+    for pump in ("anolyte_flow", "catholyte_flow"):
+        assert (first[pump] == 0.0).sum() >= 20 and first[pump].max() > 50.0, pump
+    for conc in ("anolyte_conc", "catholyte_conc"):
+        assert first[conc].min() < 0.25 and first[conc].max() > 3.0, conc
+    assert first["ambient_temperature"].min() < 5.0 and first["ambient_temperature"].max() > 60.0
+    assert points.schedule["initial_charge_Ah"].min() < 1.0
+    assert points.schedule["initial_charge_Ah"].max() > CATALYSTS[-1][0]
+
+
+@pytest.mark.parametrize("j, variable, published", [
+    (39.0, "fe_formate", 0.70), (200.0, "fe_formate", 0.90), (300.0, "fe_formate", 0.846),
+    (100.0, "cell_voltage", 3.1), (140.0, "cell_voltage", 3.5),
+], ids=["fe_39", "fe_200", "fe_300", "v_100", "v_140"])
+def test_a_fresh_cell_is_near_the_published_figures(j, variable, published) -> None:
+    """Settled at the nominal point, a fresh reference cell lies within 5 % of each published
+    figure of process.md at its current density."""
+    r = run(3600, current=[amps(j)])
+    assert r[variable][0, -1] == pytest.approx(published, rel=0.05)
+
+
+def test_best_fe_reaches_what_good_published_cells_do() -> None:
+    """At its best current density the fresh reference cell passes 0.92 FE (published cells reach
+    0.90 and, with Bi/NiO, up to 1.0), and no FE limit holds it near the twin's fe_max of 0.90."""
+    r = run(3600, current=[amps(j) for j in range(60, 260, 20)])
+    assert r["fe_formate"][:, -1].max() > 0.92
+    assert ReferenceParameters().cell.fe_max > 0.92
 
 
 def test_latin_hypercube_fills_every_slice() -> None:

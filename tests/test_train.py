@@ -86,13 +86,18 @@ def test_metrics_present_and_finite(trained, kind):
 
 
 def test_hybrid_is_baseline_plus_network(trained, log):
-    """The hybrid card scores physics baseline + network output, and records the baseline."""
+    """The hybrid card scores ceiling * sigmoid(logit(physics / ceiling) + network output): the
+    physics baseline corrected in the FE space, and records the baseline and the space."""
     out, cards = trained
     card = cards["hybrid"]
     assert card.output["residual_of"] == "physics"
     assert card.output["baseline"]["function"] == baseline.IDENTITY
+    assert card.output["space"] == "fe_logit"
     network = load_keras(model_path(out, VARIABLE, "hybrid"))
-    predicted = baseline.predict(VARIABLE, log) + network.predict(_x(log, network.input_names))[:, 0]
+    ceiling = baseline.context(log)["ceiling"]
+    share = np.clip(baseline.predict(VARIABLE, log) / ceiling, 1e-12, 1.0 - 1e-12)
+    z = np.log(share / (1.0 - share))
+    predicted = ceiling / (1.0 + np.exp(-(z + network.predict(_x(log, network.input_names))[:, 0])))
     rows = card.splits.masks(log, VARIABLE)["test"]
     expected = score(predicted[rows], log[f"true_{VARIABLE}"].to_numpy()[rows])
     assert card.metrics["test"]["truth"] == pytest.approx(expected, rel=1e-6)
@@ -120,8 +125,21 @@ def test_extrapolation_rows_never_trained_on(trained, log):
     assert (j[masks["extrapolation"]] > splits.threshold).all()
     assert not (masks["extrapolation"] & (masks["train"] | masks["validation"] | masks["test"])).any()
     assert card.envelope["current_density"][1] <= splits.threshold
-    assert splits.threshold == pytest.approx(np.quantile(j[steady], 0.85))
+    # the campaign runs beyond 375 mA/cm2: the models cover up to there, the rest is extrapolation
+    assert (j[steady] > 375.0).any() and splits.threshold == 375.0
+    assert splits.quantile == pytest.approx(np.mean(j[steady] <= 375.0))
     assert set(splits.test_experiments).isdisjoint(log["experiment"][masks["train"]])
+
+
+def test_extrapolation_falls_back_to_the_quantile_below_the_fixed_threshold(log):
+    """A log that never reaches 375 mA/cm2 extrapolates above its 85th percentile instead."""
+    from models.splits import Splits
+
+    low = log[log["current_density"] <= 300.0]
+    splits = Splits.choose(low, 0, phases=("steady",), above=375.0)
+    steady = (low["phase"] == "steady").to_numpy()
+    assert splits.threshold == pytest.approx(np.quantile(low["current_density"][steady], 0.85))
+    assert Splits.choose(log, 0, phases=("steady",), above=375.0).threshold == 375.0
 
 
 def test_transient_and_rest_rows_excluded_and_recorded(trained, log):
@@ -138,22 +156,24 @@ def test_transient_and_rest_rows_excluded_and_recorded(trained, log):
 
 
 def test_training_learns_far_better_than_the_training_mean(tmp_path):
-    """A cell-voltage nn's test RMSE is under a third of the training mean's; its loss falls 20-fold."""
+    """A cell-voltage nn's test RMSE is under 40 % of the training mean's (R2 > 0.85); its loss
+    falls 20-fold. (1,000 points over the whole operating range, rests at open circuit among
+    them: a tighter bound would test the data, not the training.)"""
     # one or two steady rows per point: many operating points, few near-copies; ~5 s on 2 cores
     campaign = generate(seed=0, n_points=1000, settle_s=2400.0, steady_s=300.0, sample_s=600.0,
                         include_steps=False)
     epochs: list[Progress] = []
-    (card,) = train(campaign, out_dir=tmp_path, variables=["cell_voltage"], kinds=["nn"], epochs=30,
-                    patience=30, batch_size=64, learning_rate=5e-3, seed=0, progress=epochs.append)
+    (card,) = train(campaign, out_dir=tmp_path, variables=["cell_voltage"], kinds=["nn"], epochs=40,
+                    patience=40, batch_size=64, learning_rate=5e-3, seed=0, progress=epochs.append)
     masks = card.splits.masks(campaign, "cell_voltage")
     truth = campaign["true_cell_voltage"].to_numpy()[masks["test"]]
     mean = campaign["cell_voltage"][masks["train"]].mean()
     trivial = score(np.full(truth.shape, mean), truth)
     assert masks["test"].sum() >= 100
-    assert card.metrics["test"]["truth"]["rmse"] < trivial["rmse"] / 3, (card.metrics["test"], trivial)
-    assert card.metrics["test"]["truth"]["r2"] > 0.8
+    assert card.metrics["test"]["truth"]["rmse"] < 0.4 * trivial["rmse"], (card.metrics["test"], trivial)
+    assert card.metrics["test"]["truth"]["r2"] > 0.85
     losses = [e.loss for e in epochs if not e.done]
-    assert len(losses) == 30
+    assert len(losses) == 40
     assert losses[-1] < losses[0] / 20, losses
 
 
@@ -179,3 +199,97 @@ def test_report_compares_kinds_and_checks_targets(trained, log, tmp_path):
     assert all(isinstance(c["passed"], bool) and c["value"] is not None for c in checks)
     (png,) = report.parity_plots(log, out, tmp_path)
     assert png.name == f"{VARIABLE}.parity.png" and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_outlet_models_estimate_a_carbonate_demand_within_the_balance(log, tmp_path):
+    """The outlet CO2 models learn the carbonate demand per electron through the carbon balance:
+    their card says so, every output is a demand in (0, 1), and the fraction they score is the
+    carbon balance's with the log's FE (trained without FE models, they learn with it)."""
+    from models.balance import close, outlet_fraction
+    from models.train import value_of
+
+    cards = {c.kind: c for c in train(log, out_dir=tmp_path, variables=["outlet_co2_fraction"],
+                                       epochs=EPOCHS, patience=EPOCHS, seed=1)}
+    ctx = baseline.context(log)
+    for kind, card in cards.items():
+        assert card.output["space"] == "logit_carbonate_demand"
+        assert card.output["estimates"] == "carbonate_demand"
+        assert card.output["fe_context"] == "the log's measured fe_formate"
+        network = load_keras(model_path(tmp_path, "outlet_co2_fraction", kind))
+        z = network.predict(_x(log, network.input_names))[:, 0]
+        if kind == "hybrid":
+            k_physics = baseline.quantity("outlet_co2_fraction", log)
+            z = z + np.log(k_physics / (1.0 - k_physics))
+        demand = 1.0 / (1.0 + np.exp(-z))
+        assert ((demand > 0.0) & (demand < 1.0)).all()
+        fe = np.clip(log["fe_formate"].to_numpy(), 0.0, ctx["ceiling"])
+        closed = close(ctx["current"], ctx["co2_in"], ctx["n2"], fe, demand, demand=True,
+                       physics_demand=demand, xp=np)
+        fraction = outlet_fraction(closed.co2_out, ctx["n2"], closed.h2, np)
+        np.testing.assert_allclose(value_of("outlet_co2_fraction", z, log, ctx), fraction, rtol=1e-6)
+        rows = card.splits.masks(log, "outlet_co2_fraction")["test"]
+        expected = score(fraction[rows], log["true_outlet_co2_fraction"].to_numpy()[rows])
+        assert card.metrics["test"]["truth"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_outlet_models_learn_with_the_fe_models_of_their_kind(log, tmp_path):
+    """Trained together, each outlet CO2 model learns with the FE model of its kind: its card says
+    so and its scores are the fraction the balance gives with that FE model's estimates."""
+    from models.train import value_of
+
+    cards = {(c.variable, c.kind): c for c in train(
+        log, out_dir=tmp_path, variables=["outlet_co2_fraction", "fe_formate"], epochs=2, patience=2,
+        seed=2)}
+    assert list(cards)[:2] == [("fe_formate", "nn"), ("fe_formate", "hybrid")]  # FE first
+    ctx = baseline.context(log)
+    for kind in ("nn", "hybrid"):
+        card = cards[("outlet_co2_fraction", kind)]
+        assert card.output["fe_context"] == f"the fe_formate {kind} model trained with it"
+        fe_net = load_keras(model_path(tmp_path, "fe_formate", kind))
+        z_fe = fe_net.predict(_x(log, fe_net.input_names))[:, 0]
+        if kind == "hybrid":
+            share = np.clip(baseline.predict("fe_formate", log) / ctx["ceiling"], 1e-12, 1 - 1e-12)
+            z_fe = z_fe + np.log(share / (1.0 - share))
+        fe = value_of("fe_formate", z_fe, log, ctx)
+        net = load_keras(model_path(tmp_path, "outlet_co2_fraction", kind))
+        z = net.predict(_x(log, net.input_names))[:, 0]
+        if kind == "hybrid":
+            k = baseline.quantity("outlet_co2_fraction", log)
+            z = z + np.log(k / (1.0 - k))
+        fraction = value_of("outlet_co2_fraction", z, log, ctx, fe)
+        rows = card.splits.masks(log, "outlet_co2_fraction")["test"]
+        expected = score(fraction[rows], log["true_outlet_co2_fraction"].to_numpy()[rows])
+        assert card.metrics["test"]["truth"] == pytest.approx(expected, rel=1e-5)
+
+
+# Keras's own save() trips a NumPy 2 deprecation inside TensorFlow
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+def test_joint_fidelity_sees_no_bound_on_bounded_spaces_and_reports_one_on_plain_values(
+        trained, log, tmp_path):
+    """The report's joint section: FE models in their bounded space need no bound on any row and
+    close the balances from their unbounded estimates, even when their output is pushed far up;
+    the same network read as a plain FE value (an old-style card) says FE > 1, is bounded on the
+    rows with current, and its charge balance is reported broken."""
+    import shutil
+
+    together = report.joint(log, trained[0])
+    assert set(together) == {"physics", "nn", "hybrid"}
+    for kind, splits in together.items():
+        for split, j in splits.items():
+            assert j["rows"] > 0 and j["bounded_share"]["any"] == 0.0, (kind, split, j)
+            assert all(v <= 1e-12 for v in j["balances"].values()), (kind, split, j)
+    pushed = tmp_path / "pushed"
+    shutil.copytree(trained[0], pushed)
+    model = keras.saving.load_model(model_path(pushed, VARIABLE, "nn"))
+    kernel, bias = model.get_layer("output").get_weights()
+    model.get_layer("output").set_weights([kernel, bias + 3.0])  # logit ~ 3: FE near its ceiling
+    model.save(model_path(pushed, VARIABLE, "nn"))
+    j = report.joint(log, pushed)["nn"]["test"]
+    assert j["bounded_share"]["any"] == 0.0 and j["balances"]["charge"] <= 1e-12
+    card = ModelCard.read(card_path(pushed, VARIABLE, "nn"))
+    card.output.pop("space")
+    card.write(card_path(pushed, VARIABLE, "nn"))
+    j = report.joint(log, pushed)["nn"]["test"]
+    with_current = trained[1]["nn"].splits.masks(log)["test"] & (log["current_density"] > 0).to_numpy()
+    assert j["bounded_share"]["fe_formate"] == pytest.approx(with_current.sum() / j["rows"])
+    assert j["largest_correction"]["fe_formate"] > 1.0 and j["balances"]["charge"] > 0.0

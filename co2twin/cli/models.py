@@ -120,6 +120,10 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else f"{value:.4g}"
 
 
+#: what ``models report --json --section`` prints
+REPORT_SECTIONS = ("metrics", "targets", "joint", "scenarios", "literature", "all")
+
+
 @models_app.command("report")
 def report_command(
     data: Path | None = typer.Option(None, "--data", help="plant log to score on (default: the "
@@ -131,33 +135,77 @@ def report_command(
     # plots are opt-in now; the flag stays so that scripts written for the old default still run
     no_plots: bool = typer.Option(False, "--no-plots", hidden=True,
                                   help="skip the parity plots, even with --plots"),
-    as_json: bool = typer.Option(False, "--json", help="print {variable: {split: {kind: metrics}}}"),
+    scenarios: Path | None = typer.Option(None, "--scenarios",
+                                             help="folder of scenarios whose rows are checked for "
+                                                  "bounds, each on its own models (default: the "
+                                                  "shipped scenarios/, when --dir is the committed "
+                                                  "models they use)"),
+    no_scenarios: bool = typer.Option(False, "--no-scenarios",
+                                      help="skip running the scenarios for the joint fidelity"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON: the section --section names"),
+    section: str = typer.Option("metrics", "--section",
+                                help="with --json: metrics ({variable: {split: {kind: metrics}}}), "
+                                     "targets, joint, scenarios, literature or all"),
 ) -> None:
-    """MAE, RMSE and R² of physics vs nn vs hybrid on the test and extrapolation splits.
+    """Physics vs nn vs hybrid: per-variable fidelity (MAE, RMSE, R²) on the test and
+    extrapolation splits, joint fidelity (bounds acting, balances from the unbounded
+    estimates) on those rows and on each scenario's rows, and published figures of merit.
 
     Parity plots are written only when --plots DIR names a folder for them.
     """
-    from models.report import compare, parity_plots, targets
+    from models.report import compare, joint, parity_plots, targets
     from models.surrogate import TRAINED_DIR
 
+    if section not in REPORT_SECTIONS:
+        fail(f"--section {section!r}: expected one of {', '.join(REPORT_SECTIONS)}")
+    wanted = {section} if as_json and section != "all" else set(REPORT_SECTIONS)
+    committed = models_dir is None or Path(models_dir).resolve() == TRAINED_DIR.resolve()
     models_dir = models_dir or TRAINED_DIR
+    folder = scenarios if scenarios is not None else SHIPPED_SCENARIOS
+    # the shipped scenarios run on the committed models: beside other models they would say
+    # nothing about those, unless asked for by name
+    no_scenarios = no_scenarios or (scenarios is None and not committed)
     try:
         log, note = _report_log(data, models_dir)
         truth = compare(log, models_dir, reference="truth")
-        measured = compare(log, models_dir, reference="measured")
         if not truth:
             raise CosimError(f"{models_dir}: no model cards found (run `co2twin train`)")
+        measured = compare(log, models_dir, reference="measured") if not as_json else {}
         checks = targets(truth)
+        together = joint(log, models_dir) if wanted & {"joint", "all"} or not as_json else {}
+        runs = ([] if no_scenarios or not (wanted & {"scenarios", "all"}) or not folder.is_dir()
+                else _scenario_bounds(folder))
+        published = _literature(models_dir) if wanted & {"literature", "all"} else []
         written = [] if no_plots or plots is None else parity_plots(log, models_dir, plots)
     except CosimError as exc:
         fail(exc)
     except OSError as exc:
         fail(os_error(exc))
     if as_json:
-        print(json.dumps(json_safe(truth), allow_nan=False))
+        everything = {"metrics": truth, "targets": checks, "joint": together, "scenarios": runs,
+                      "literature": published}
+        print(json.dumps(json_safe(everything if section == "all" else everything[section]),
+                         allow_nan=False))
         return
     if note:
         err.print(f"note: {note}", markup=False, soft_wrap=True)
+    _print_metrics(truth, measured)
+    for check in checks:
+        mark = "[green]pass[/]" if check["passed"] else "[red]FAIL[/]"
+        out.print(f"{mark} " + escape(f"{check['variable']}: {check['target']} "
+                                      f"({_fmt(check['value'])} vs {_fmt(check['limit'])})"),
+                  soft_wrap=True)
+    _print_joint(together, runs, folder if not no_scenarios else None)
+    _print_literature(published)
+    for path in written:
+        out.print(f"parity plot: {path}", markup=False, soft_wrap=True)
+
+
+#: the scenarios shipped with co2twin, beside the package (a source checkout)
+SHIPPED_SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+
+
+def _print_metrics(truth: dict[str, Any], measured: dict[str, Any]) -> None:
     for split in ("test", "extrapolation"):
         table = RichTable(title=f"{split} split: against the reference plant's noise-free values "
                                 "(measured in brackets)")
@@ -171,13 +219,112 @@ def report_command(
                 table.add_row(variable, kind, *(
                     f"{_fmt(m.get(key))} ({_fmt(meas.get(key))})" for key in ("mae", "rmse", "r2")))
         out.print(table)
-    for check in checks:
-        mark = "[green]pass[/]" if check["passed"] else "[red]FAIL[/]"
-        out.print(f"{mark} " + escape(f"{check['variable']}: {check['target']} "
-                                      f"({_fmt(check['value'])} vs {_fmt(check['limit'])})"),
-                  soft_wrap=True)
-    for path in written:
-        out.print(f"parity plot: {path}", markup=False, soft_wrap=True)
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{100.0 * share:.3g} %"
+
+
+def _print_joint(together: dict[str, Any], runs: list[dict[str, Any]], folder: Path | None) -> None:
+    """The joint fidelity tables: bounds on the test/extrapolation rows, balances from the
+    unbounded estimates, and bounds on each scenario's rows."""
+    from models.variables import VARIABLES
+
+    short = {"cell_voltage": "V", "fe_formate": "FE", "outlet_co2_fraction": "CO2 out",
+             "anolyte_ph": "pH"}
+    table = RichTable(title="joint fidelity: rows where a bound acted on the estimates, largest "
+                            "correction, balances from the unbounded estimates (largest violation)")
+    for col in ("kind", "split", "rows", "bounded", *(f"corr. {short[v]}" for v in VARIABLES),
+                "charge", "carbon (formate)", "carbon (outlet)"):
+        table.add_column(col, justify="left" if col in ("kind", "split") else "right")
+    for kind, splits in together.items():
+        for split, j in splits.items():
+            table.add_row(kind, split, str(j["rows"]), _percent(j["bounded_share"]["any"]),
+                          *(_fmt(j["largest_correction"][v]) for v in VARIABLES),
+                          *(_fmt(j["balances"][b]) for b in ("charge", "carbon_formate", "carbon_outlet")))
+    if together:
+        out.print(table)
+    if runs:
+        table = RichTable(title=escape(f"scenarios in {folder}, each on its own models: rows where a "
+                                       "bound acted, rows outside a model's training envelope"))
+        for col in ("scenario", "models", "rows", "bounded", *(f"bounded {short[v]}" for v in VARIABLES),
+                    "outside envelope", "warnings"):
+            table.add_column(col, justify="left" if col in ("scenario", "models") else "right")
+        for r in runs:
+            if "error" in r:
+                table.add_row(escape(r["scenario"]), "-", "-", escape(r["error"]), *([""] * 6))
+                continue
+            table.add_row(escape(r["scenario"]), escape(r["models"]), str(r["rows"]),
+                          _percent(r["bounded_share"]["any"]),
+                          *(_percent(r["bounded_share"][v]) for v in VARIABLES),
+                          _percent(r["outside_share"]), str(r["envelope_warnings"]))
+        out.print(table)
+
+
+def _scenario_bounds(folder: Path) -> list[dict[str, Any]]:
+    """Run every scenario of ``folder`` (in memory, nothing written) and count, per scenario,
+    the rows where a bound acted on an estimate and the rows outside a training envelope."""
+    import warnings
+
+    from co2twin.scenario import load_scenario, run
+    from models.surrogate import EnvelopeWarning
+    from models.variables import VARIABLES
+
+    found: list[dict[str, Any]] = []
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            scenario = load_scenario(path)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", EnvelopeWarning)
+                frame = run(scenario, progress=False)
+        except CosimError as exc:
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            found.append({"scenario": path.stem, "error": " ".join(lines[:2])})
+            continue
+        rows = len(frame)
+
+        def share(column: str, frame: Any = frame, rows: int = rows) -> float:
+            return float((frame[column] > 0).sum()) / rows if column in frame and rows else 0.0
+
+        outside = [c for c in (f"reactor.{v}_outside_envelope" for v in VARIABLES) if c in frame]
+        found.append({
+            "scenario": path.stem, "models": scenario.models.default, "rows": rows,
+            "bounded_share": {**{v: share(f"reactor.{v}_bounded") for v in VARIABLES},
+                              "any": share("reactor.estimate_bounded")},
+            "outside_share": (float((frame[outside] > 0).any(axis=1).sum()) / rows
+                              if outside and rows else 0.0),
+            "envelope_warnings": sum(issubclass(w.category, EnvelopeWarning) for w in caught),
+        })
+    return found
+
+
+def _literature(models_dir: Path) -> list[dict[str, Any]]:
+    from models.literature import compare as literature
+
+    return literature(models_dir)
+
+
+def _print_literature(published: list[dict[str, Any]]) -> None:
+    if not published:
+        return
+    fixed = ("source", "current_density", "variable", "published", "note", "reference")
+    kinds = list(dict.fromkeys(k for e in published for k in e if k not in fixed))
+    table = RichTable(title="published figures of merit (shared/process.md) beside the twin, at the "
+                            "nominal point (fresh 25 cm2 cathode, pure CO2 at 100 mL/min, 1 M, 25 °C "
+                            "ambient), settled")
+    for col in ("source", "mA/cm²", "variable", "published", "reference plant", *kinds):
+        table.add_column(col, justify="left" if col in ("source", "variable") else "right")
+    for e in published:
+        j = "best" if e["current_density"] is None else f"{e['current_density']:g}"
+
+        def cell(value: float | None, e: dict[str, Any] = e) -> str:
+            if value is None:  # no model of this kind for the variable
+                return "-"
+            return f"{value:.3g} ({100.0 * (value / e['published'] - 1.0):+.1f} %)"
+
+        table.add_row(escape(e["source"]), j, e["variable"], f"{e['published']:.3g}",
+                      cell(e["reference"]), *(cell(e.get(k)) for k in kinds))
+    out.print(table)
 
 
 def _report_log(data: Path | None, models_dir: Path) -> tuple[Any, str]:
