@@ -1,12 +1,13 @@
 """What every ``co2twin`` command shares: consoles, failing with a message, strict JSON."""
 from __future__ import annotations
 
-import math
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from co2twin.strict_json import json_safe
 
 __all__ = ["out", "err", "fail", "os_error", "json_safe"]
 
@@ -28,16 +29,3 @@ def os_error(exc: OSError) -> str:
     return f"{where}{exc.strerror or exc}"
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` with NaN and infinities as ``null``, so the output is strict JSON."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, (str, bool, int)) or value is None:
-        return value
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return str(value)
-    return number if math.isfinite(number) else None

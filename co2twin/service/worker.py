@@ -35,12 +35,12 @@ import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from collections.abc import Mapping
 
 from sqlalchemy.engine import Engine
 
 from co2twin.kpi import kpis as run_kpis
 from co2twin.scenario import build, operating_limits
+from co2twin.strict_json import json_safe
 from cosim.errors import CosimError
 from models.surrogate import EnvelopeWarning
 
@@ -55,21 +55,6 @@ from .valco2t import intake
 __all__ = ["Worker", "WorkerStats", "worker_main", "json_safe"]
 
 log = logging.getLogger("co2twin.service")
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with NaN and infinities as None and NumPy scalars as floats (strict JSON)."""
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, (str, bool, int)) or value is None:
-        return value
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return str(value)
-    return number if math.isfinite(number) else None
 
 
 @dataclass
