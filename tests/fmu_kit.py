@@ -40,6 +40,19 @@ def reference(end: float, *, step: float | None = None, **inputs: Any) -> Any:
     return _reference(float(end), step, json.dumps(inputs, sort_keys=True)).copy()
 
 
+def started_slave(fmu_dir: Path, model: Any, name: str = "inst") -> Any:
+    """An FMPy ``FMU2Slave`` of the unpacked FMU, instantiated and out of initialisation at t = 0."""
+    from fmpy.fmi2 import FMU2Slave
+
+    slave = FMU2Slave(guid=model.guid, unzipDirectory=str(fmu_dir),
+                      modelIdentifier=model.coSimulation.modelIdentifier, instanceName=name)
+    slave.instantiate()
+    slave.setupExperiment(startTime=0.0)
+    slave.enterInitializationMode()
+    slave.exitInitializationMode()
+    return slave
+
+
 def vr(model: Any, name: str) -> int:
     """The value reference of variable ``name``."""
     return next(v.valueReference for v in model.modelVariables if v.name == name)

@@ -15,7 +15,7 @@ import fmpy
 import numpy as np
 import pytest
 
-from fmu_kit import BARE_ENV, OUTPUTS, host, reference, results, vr, vr_list
+from fmu_kit import BARE_ENV, OUTPUTS, host, reference, results, started_slave, vr, vr_list
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="linux64 binaries only")
@@ -56,21 +56,11 @@ def test_simulate_fmu_with_input_table_matches_run(fmu_path: Path) -> None:
                                    err_msg=name)
 
 
-def _slave(fmu_dir: Path, model, name: str = "inst"):
-    from fmpy.fmi2 import FMU2Slave
-
-    slave = FMU2Slave(guid=model.guid, unzipDirectory=str(fmu_dir),
-                      modelIdentifier=model.coSimulation.modelIdentifier, instanceName=name)
-    slave.instantiate()
-    slave.setupExperiment(startTime=0.0)
-    slave.enterInitializationMode()
-    slave.exitInitializationMode()
-    return slave
 
 
 def test_state_rolls_back_exactly(fmu_dir: Path, fmu_model) -> None:
     """fmi2GetFMUstate/fmi2SetFMUstate: a branch replayed from a saved state is bit-identical."""
-    slave = _slave(fmu_dir, fmu_model)
+    slave = started_slave(fmu_dir, fmu_model)
     outs = [vr(fmu_model, n) for n in OUTPUTS]
     current = vr(fmu_model, "current")
     t = 0.0

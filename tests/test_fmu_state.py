@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fmu_kit import BARE_ENV, OUTPUTS, host, results, vr, vr_list
+from fmu_kit import BARE_ENV, OUTPUTS, host, results, started_slave, vr, vr_list
 
 pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="linux64 binaries only"),
@@ -55,22 +55,12 @@ def test_damaged_or_foreign_bytes_are_refused(fmi_host: Path, fmu_dir: Path, fmu
     assert expected in proc.stderr
 
 
-def _start(fmu_dir: Path, model, name: str):
-    from fmpy.fmi2 import FMU2Slave
-
-    slave = FMU2Slave(guid=model.guid, unzipDirectory=str(fmu_dir), modelIdentifier="Co2Twin",
-                      instanceName=name)
-    slave.instantiate()
-    slave.setupExperiment(startTime=0.0)
-    slave.enterInitializationMode()
-    slave.exitInitializationMode()
-    return slave
 
 
 def test_serialised_state_continues_bit_for_bit_in_a_new_instance(fmu_dir: Path, fmu_model) -> None:
     """FMPy: a state taken after an input change, clamping and a refined grid (0.5 s steps)
     carries all of it into a new instance, which continues identically."""
-    a = _start(fmu_dir, fmu_model, "a")
+    a = started_slave(fmu_dir, fmu_model, "a")
     vrs = [vr(fmu_model, n) for n in [*OUTPUTS, "current"]]
     current, mode = vr(fmu_model, "current"), vr(fmu_model, "on_bad_input")
     a.setString([mode], ["clamp"])
@@ -95,7 +85,7 @@ def test_serialised_state_continues_bit_for_bit_in_a_new_instance(fmu_dir: Path,
     a.terminate()
     a.freeInstance()
 
-    b = _start(fmu_dir, fmu_model, "b")
+    b = started_slave(fmu_dir, fmu_model, "b")
     b.setFMUstate(b.deSerializeFMUstate(data))
     assert b.getString([mode]) == [b"clamp"]
     assert b.getInteger([vr(fmu_model, "clamped_inputs")]) == [1]

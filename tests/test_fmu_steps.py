@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fmu_kit import BARE_ENV, OUTPUTS, host, reference, results, vr, vr_list
+from fmu_kit import BARE_ENV, OUTPUTS, host, reference, results, started_slave, vr, vr_list
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="linux64 binaries only")
 
@@ -50,22 +50,12 @@ def test_c_host_refuses_a_step_no_grid_can_reach(fmi_host: Path, fmu_dir: Path, 
     assert "logStatusError] fmi2DoStep: t + h = 3.14159265358979 s cannot be put on a grid" in proc.stderr
 
 
-def _start(fmu_dir: Path, model, name: str):
-    from fmpy.fmi2 import FMU2Slave
-
-    slave = FMU2Slave(guid=model.guid, unzipDirectory=str(fmu_dir), modelIdentifier="Co2Twin",
-                      instanceName=name)
-    slave.instantiate()
-    slave.setupExperiment(startTime=0.0)
-    slave.enterInitializationMode()
-    slave.exitInitializationMode()
-    return slave
 
 
 def test_partial_step_is_integrated_not_held(fmu_dir: Path, fmu_model) -> None:
     """1 s steps to 100 s (= co2twin run), then 0.5 s steps: the half steps integrate the
     dynamics (the warming cell sits between its 1 s neighbours) and track a 0.5 s run."""
-    slave = _start(fmu_dir, fmu_model, "partial")
+    slave = started_slave(fmu_dir, fmu_model, "partial")
     vrs = [vr(fmu_model, n) for n in OUTPUTS]
     for k in range(100):
         slave.doStep(float(k), 1.0)
@@ -91,7 +81,7 @@ def test_a_refused_step_leaves_the_fmu_usable(fmu_dir: Path, fmu_model) -> None:
     """After an unreachable h (fmi2Error, state unchanged) the host may go on with a good h."""
     from fmpy.fmi1 import FMICallException
 
-    slave = _start(fmu_dir, fmu_model, "refused")
+    slave = started_slave(fmu_dir, fmu_model, "refused")
     vrs = [vr(fmu_model, n) for n in OUTPUTS]
     with pytest.raises(FMICallException) as err:
         slave.doStep(0.0, 3.14159265358979)
