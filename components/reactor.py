@@ -98,6 +98,7 @@ class Reactor(Component):
         Port("charge_passed", "Ah", 0.0, math.inf, "charge through the catalyst, ever"),
         Port("formate_produced", "mol", 0.0, math.inf, "formate produced since the start"),
         Port("co2_fed", "mol", 0.0, math.inf, "CO2 fed to the cell since the start"),
+        Port("carbonate_lost", "mol", 0.0, math.inf, "CO2 lost as carbonate since the start"),
         Port("catalyst_damage", "1", 0.0, 1.0, "ageing state, 0 fresh, 1 fully aged"),
         Port("formate_outlet_conc", "g/L", 0.0, 1e6,
              "formate (as HCOO-) in the catholyte leaving the cell"),
@@ -124,7 +125,7 @@ class Reactor(Component):
         Parameter("initial_hours", 0.0, "h", "hours on stream the catalyst had before", 0.0, math.inf),
     )
     state_names = (
-        "_temperature", "_oh", "_charge_ah", "_hours", "_energy", "_formate", "_co2_fed", "_heat",
+        "_temperature", "_oh", "_charge_ah", "_hours", "_energy", "_formate", "_co2_fed", "_carbonate", "_heat",
     )
 
     def __init__(self, models: ModelSet | None = None, **parameters: float) -> None:
@@ -146,6 +147,7 @@ class Reactor(Component):
         self._energy = 0.0
         self._formate = 0.0
         self._co2_fed = 0.0
+        self._carbonate = 0.0
         self._heat = 0.0
 
     def get_state(self) -> dict[str, Any]:
@@ -209,6 +211,7 @@ class Reactor(Component):
         self._energy = self._energy + power * dt / 3.6e6
         self._formate = self._formate + formate * dt
         self._co2_fed = self._co2_fed + co2_in * dt
+        self._carbonate = self._carbonate + carbonate * dt
         safe_outlet = xp.maximum(outlet, 1e-300)
         formate_mol_h = formate * 3600.0
         out = {
@@ -234,6 +237,7 @@ class Reactor(Component):
             "charge_passed": self._charge_ah,
             "formate_produced": self._formate,
             "co2_fed": self._co2_fed,
+            "carbonate_lost": self._carbonate,
             "catalyst_damage": damage,
             "formate_outlet_conc": xp.where(
                 q_cat > 0.0, formate * ec.M_HCOO * 60000.0 / xp.maximum(q_cat, 1e-300), 0.0),
