@@ -228,8 +228,7 @@ class _Merged:
         self.flags: dict[tuple[str, str], dict[str, Any]] = {}
         self.checks: dict[str, str] = {}
         self.flag_rows: dict[str, int] | None = None
-        self.preview: list[tuple[np.ndarray, pd.DataFrame]] = []  # (row numbers, rows)
-        self.preview_rows = 0
+        self.extremes: _Extremes | None = None  # the plot's preview, bucket by bucket
         self.stride = 1
 
     def add(self, chunk: pd.DataFrame) -> None:
@@ -300,16 +299,18 @@ class _Merged:
                 del self.flag_rows[column]
 
     def _keep_preview(self, chunk: pd.DataFrame) -> None:
-        """Every ``stride``-th row; the stride doubles whenever more than PREVIEW_ROWS are kept."""
-        numbers = np.arange(self.rows, self.rows + len(chunk))
-        picks = numbers % self.stride == 0
-        self.preview.append((numbers[picks], chunk[picks]))
-        self.preview_rows += int(picks.sum())
-        while self.preview_rows > PREVIEW_ROWS:
+        """Each signal's smallest and largest value in buckets of ``stride`` rows; the stride
+        doubles whenever more than PREVIEW_ROWS / 2 buckets are kept.
+
+        Min-max decimation rather than every ``stride``-th row: a spike, a short limit
+        violation or a flag raised between two sampled rows still shows in the plot.
+        """
+        ids = np.arange(self.rows, self.rows + len(chunk)) // self.stride
+        found = _Extremes.of(chunk, ids)
+        self.extremes = found if self.extremes is None else self.extremes.merged(found)
+        while len(self.extremes.low) > PREVIEW_ROWS // 2:
             self.stride *= 2
-            self.preview = [(n[n % self.stride == 0], part[n % self.stride == 0])
-                            for n, part in self.preview]
-            self.preview_rows = sum(len(n) for n, _ in self.preview)
+            self.extremes = self.extremes.halved()
 
     def summary(self, events: Sequence[tuple[float, str]]) -> RunSummary:
         """The summary of every row added, with ``events`` in the frames' attrs."""
@@ -329,10 +330,51 @@ class _Merged:
         figures.update({k: v for k, v in self.maps.items() if v})
         for entry in self.flags.values():
             entry["of_rows"] = self.rows
-        preview = pd.concat([*(part for _, part in self.preview), self.last])
-        preview = preview[~preview.index.duplicated()]
+        assert self.extremes is not None
+        preview = pd.concat([self.extremes.rows(), self.last])
+        preview = preview[~preview.index.duplicated(keep="last")]
         return RunSummary(figures, dict(self.residuals), list(self.flags.values()),
                           dict(self.checks), self.rows, dict(self.flag_rows or {}), preview, None)
+
+
+@dataclass
+class _Extremes:
+    """Per bucket of rows (index: bucket number): each column's minimum and maximum, and the
+    times of the bucket's first and last rows."""
+
+    low: pd.DataFrame
+    high: pd.DataFrame
+    first: pd.Series
+    last: pd.Series
+
+    @classmethod
+    def of(cls, chunk: pd.DataFrame, ids: np.ndarray) -> _Extremes:
+        rows = chunk.reset_index(drop=True).groupby(ids)
+        times = pd.Series(chunk.index.to_numpy()).groupby(ids)
+        return cls(rows.min(), rows.max(), times.min(), times.max())
+
+    def merged(self, other: _Extremes) -> _Extremes:
+        """Both sets of buckets; a bucket split between two chunks becomes one."""
+        return _Extremes(pd.concat([self.low, other.low]), pd.concat([self.high, other.high]),
+                         pd.concat([self.first, other.first]),
+                         pd.concat([self.last, other.last]))._regrouped(1)
+
+    def halved(self) -> _Extremes:
+        """Buckets twice as long (pairs merged)."""
+        return self._regrouped(2)
+
+    def _regrouped(self, factor: int) -> _Extremes:
+        ids = self.low.index.to_numpy() // factor
+        return _Extremes(self.low.groupby(ids).min(), self.high.groupby(ids).max(),
+                         self.first.groupby(ids).min(), self.last.groupby(ids).max())
+
+    def rows(self) -> pd.DataFrame:
+        """A frame to plot: a bucket of one row is that row; a longer one its minima at its
+        first time and its maxima at its last (the line spans the bucket's whole range)."""
+        single = (self.first == self.last).to_numpy()
+        low = self.low.set_axis(pd.Index(self.first.to_numpy(), name="time"))
+        high = self.high[~single].set_axis(pd.Index(self.last.to_numpy()[~single], name="time"))
+        return pd.concat([low, high]).sort_index(kind="stable")
 
 
 def _score(entry: Mapping[str, Any]) -> float:

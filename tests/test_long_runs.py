@@ -325,3 +325,34 @@ def test_a_run_of_many_row_groups_is_summarised_as_its_whole_results(tmp_path, e
         for key in ("rows", "of_rows", "seconds", "first_s", "last_s", "worst", "what"):
             assert mine[key] == entry[key], (entry["signal"], key)
     assert not any(math.isnan(v) for v in got["kpis"].values() if isinstance(v, float))
+
+
+def test_the_plot_preview_of_a_long_run_keeps_short_spikes(tmp_path, monkeypatch):
+    """The preview a long run keeps for its plot holds every signal's extremes: a 3 s current
+    spike in 8 h (rows far apart in the preview) still shows at its full height, and flags
+    raised only during it still show; the preview stays within PREVIEW_ROWS."""
+    from co2twin import streaming
+    from co2twin.outputs import ResultsTarget
+
+    monkeypatch.setattr(streaming, "PREVIEW_ROWS", 500)
+    spike = ("events:\n"
+             "  - {at: 10001, type: set, target: current, value: 9.0}\n"
+             "  - {at: 10004, type: set, target: current, value: 5.0}\n"
+             "limits:\n  reactor.cell_voltage: {high: 3.6}\n")
+    path = scenario(tmp_path, "8 h", extra=spike, name="spiky")
+    target = ResultsTarget(tmp_path / "r.parquet", "parquet")
+    streamed = streaming.run_streamed(load_scenario(path), target, progress=False,
+                                      chunk_bytes=64 * 1024)
+    streamed.commit()
+    preview = streamed.summary.preview
+    whole = read_results(target.path)
+    assert len(preview) <= 500 + 1 < len(whole) // 50
+    for name in ("power.current", "reactor.cell_voltage", "reactor.formate_rate"):
+        assert preview[name].max() == whole[name].max(), name
+        assert preview[name].min() == whole[name].min(), name
+    raised = [c for c in whole.columns if c.endswith(":outside_limits") and whole[c].max() == 1.0]
+    assert raised  # the spike takes the voltage over 3.6 V for a few seconds only
+    for name in raised:
+        assert preview[name].max() == 1.0, name
+    assert preview.index.is_monotonic_increasing
+    assert preview.index[0] == whole.index[0] and preview.index[-1] == whole.index[-1]
