@@ -125,7 +125,8 @@ class Reactor(Component):
         Parameter("initial_hours", 0.0, "h", "hours on stream the catalyst had before", 0.0, math.inf),
     )
     state_names = (
-        "_temperature", "_oh", "_charge_ah", "_hours", "_energy", "_formate", "_co2_fed", "_carbonate", "_heat",
+        "_temperature", "_oh", "_charge_ah", "_hours", "_energy", "_formate", "_co2_fed",
+        "_carbonate", "_heat",
     )
 
     def __init__(self, models: ModelSet | None = None, **parameters: float) -> None:
