@@ -75,8 +75,17 @@ def _hydroxide_to_ph(z: Any, ceiling: Any = None) -> Any:
 
 
 def _to_logit(value: Any, ceiling: Any = None) -> Any:
-    """logit(value / ceiling): the whole real line for a value in (0, ceiling) (default 1)."""
-    share = value / (1.0 if ceiling is None else ceiling)
+    """logit(value / ceiling): the whole real line for a value in (0, ceiling) (default 1).
+
+    A ceiling of 0 (no CO2 reaches the cell, so no formate can form) leaves no share: 0.
+    """
+    if ceiling is None:
+        share = value
+    elif isinstance(ceiling, float):
+        share = value / ceiling if ceiling > 0.0 else 0.0 * value
+    else:
+        c = np.asarray(ceiling, dtype=float)
+        share = np.divide(value, c, out=np.zeros(np.broadcast(value, c).shape), where=c > 0.0)
     if isinstance(share, float):  # the reactor's every step: plain floats, no NumPy overhead
         share = min(max(share, LOGIT_EPS), 1.0 - LOGIT_EPS)
         return math.log(share / (1.0 - share))

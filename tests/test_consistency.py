@@ -167,3 +167,34 @@ def test_an_unexpected_envelope_warning_fails_the_test():
     test that runs a model outside its envelope without saying so fails."""
     with pytest.raises(EnvelopeWarning, match="outside"):
         warnings.warn("a model input outside its training envelope", EnvelopeWarning, stacklevel=1)
+
+
+@pytest.mark.parametrize("kind", ["hybrid", "nn"])
+def test_no_co2_reaching_the_cell_gives_no_formate_instead_of_a_crash(kind):
+    """Gas flow 0 (an FMU host or a direct input can set it): the FE ceiling is 0, so the FE
+    estimate's logit has nothing to share; the cell makes only H2, floats and arrays alike,
+    and the envelope exit is reported (it used to raise ZeroDivisionError)."""
+    import numpy as np
+
+    from components.reactor import Reactor
+    from models.selection import model_set
+    from models.surrogate import EnvelopeWarning
+
+    for arrays in (False, True):
+        reactor = Reactor(models=model_set(default=kind))
+        reactor.initialize(0.0)
+        inputs = {p.name: p.start for p in reactor.inputs}
+        inputs.update(current=5.0, gas_flow=0.0)
+        if arrays:
+            inputs = {k: np.full(2, v, dtype=float) for k, v in inputs.items()}
+            inputs["gas_flow"] = np.array([0.0, 100.0])
+        with pytest.warns(EnvelopeWarning, match="gas_flow = 0"):
+            for k in range(3):
+                out = reactor.step(float(k), 1.0, inputs)
+        fe, formate = np.atleast_1d(out["fe_formate"]), np.atleast_1d(out["formate_rate"])
+        assert fe[0] == 0.0 and formate[0] == 0.0
+        assert np.atleast_1d(out["co2_in_rate"])[0] == 0.0
+        h2 = np.atleast_1d(out["h2_rate"])[0]
+        assert h2 * ec.Z_H2 * ec.F == pytest.approx(5.0, rel=1e-12)  # all charge to H2
+        if arrays:
+            assert 0.5 < fe[1] < 1.0  # the other variant unaffected
