@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Mapping
 
-import numpy as np
 import yaml
 from pydantic import ValidationError
 
@@ -32,9 +31,10 @@ from cosim.graph import Connection
 from cosim.profiles import Constant, Profile, Ramp, Steps, Table
 from cosim.units import converter
 from .controllers import build_controllers
+from .kpi import limit_rows
 from .scenario_checks import Semantics, read_csv_profile
 from .surrogates import models_for_build
-from .supply import attach_supply
+from .supply import attach_supply, redirect_current
 from .scenario_schema import (
     CONTROLLER_TYPES,
     NOT_IN_FILES,
@@ -489,12 +489,13 @@ def build(scenario: Scenario) -> Simulation:
         components.update(_components(scenario))
         connections += [Connection(c.source, c.target, delayed=c.delayed)
                         for c in scenario.connections]
+        if scenario.supply is not None:  # PV, battery and DC bus feed the power supply
+            # first, so that controllers may read the supply's signals
+            scenario = attach_supply(scenario, components, connections)
         controllers, wires, drives = build_controllers(  # the controllers: section
             scenario, components, lambda spec, unit: _profile(scenario, spec, unit))
         components.update(controllers)
-        connections += wires
-        if scenario.supply is not None:  # PV, battery and DC bus feed the power supply
-            scenario = attach_supply(scenario, components, connections)
+        connections += redirect_current(wires) if scenario.supply is not None else wires
         sim = Simulation(
             components, connections, step=scenario.step, start=scenario.start,
             rates=scenario.rates, seed=scenario.seed,
@@ -580,16 +581,12 @@ def add_derived_columns(frame: Any, scenario: Scenario) -> None:
 
 def add_limit_flags(frame: Any, limits: Mapping[str, Any]) -> None:
     """A ``<signal>:outside_limits`` column (1 outside, else 0) per limited signal recorded
-    (judged on the true value where a sensor fault hides it)."""
+    (judged on the true value where a sensor fault hides it; 0 where the signal is
+    undefined, as :func:`co2twin.kpi.limit_rows` judges)."""
     for name, (low, high) in limits.items():
         if name not in frame.columns:
             continue
-        values = frame[f"{name}:true" if f"{name}:true" in frame.columns else name].to_numpy()
-        outside = np.zeros(len(values), dtype=bool)
-        if low is not None:
-            outside |= values < low
-        if high is not None:
-            outside |= values > high
+        outside, _ = limit_rows(frame, name, low, high)
         frame[f"{name}:outside_limits"] = outside.astype(float)
         frame.attrs["units"][f"{name}:outside_limits"] = "1"
 

@@ -5,6 +5,7 @@ Also the reader of CSV profiles, whose problems name the file and line.
 from __future__ import annotations
 
 import csv
+import difflib
 import fnmatch
 import math
 import re
@@ -24,6 +25,8 @@ from cosim.units import UnitError, converter
 from .outputs import output_file_problems
 from .controllers import Plan, actuator_target, plan_controllers, with_case_setpoints
 from .surrogates import load_models
+from .supply import checked_wiring
+from .supply_schema import CLASSES as SUPPLY_CLASSES
 from .scenario_schema import (
     MAX_RECORD_BYTES,
     MAX_STEPS,
@@ -47,7 +50,7 @@ __all__ = ["Semantics", "read_csv_profile", "recorded_signals"]
 def recorded_signals(scenario: Scenario) -> list[str]:
     """The signals a run of ``scenario`` records (``record.signals`` applied)."""
     sem = Semantics(scenario)
-    names = list(sem.outputs) + [n for n in sem.ports if n not in sem.fed]
+    names = list(sem.outputs) + [n for n in sem.ports if n not in sem.fed and n not in sem.redirected]
     if scenario.record.signals == "all":
         return names
     return [n for n in names
@@ -76,6 +79,14 @@ class Semantics:
         self.port_units: dict[str, str] = {}
         #: component name -> class: the plant's stages, then the scenario's components
         self.stages: dict[str, type[Component]] = dict(STAGES) if scenario.has_plant else {}
+        #: inputs the scenario drives that a run drives elsewhere: the supply's energy manager
+        #: takes the current request (co2twin.supply.attach_supply), so the current set point
+        #: is recorded there
+        self.redirected: set[str] = set()
+        supply = scenario.supply is not None and scenario.has_plant
+        if supply:  # PV, battery, manager and bus join the plant (co2twin.supply)
+            self.stages.update(SUPPLY_CLASSES)
+            self.redirected.add("power.current_setpoint")
         #: scenario components whose file could not be read (their ports are unknown)
         self.broken: set[str] = set()
         self._components()
@@ -87,6 +98,8 @@ class Semantics:
             f"{cname}.{p.name}": p for cname, cls in self.stages.items() for p in cls.outputs
         }
         self.wiring = build_plant()[1] if scenario.has_plant else []
+        if supply:
+            self.wiring += checked_wiring()
         self._controllers()  # the controllers: section joins stages, ports and wiring; case: checked
         #: fed input -> its source
         self.fed = {c.target: c.source for c in self.wiring}
@@ -320,7 +333,11 @@ class Semantics:
         port = self.outputs.get(name) or self.ports.get(name)
         if port is None:
             if name.partition(".")[0] not in self.broken:
-                self.add(path, "unknown signal; expected component.port")
+                near = difflib.get_close_matches(name, [*self.outputs, *self.ports], n=3)
+                hint = (f" (did you mean {', '.join(near)}?)" if near else "")
+                if name.partition(".")[0] in SUPPLY_CLASSES and self.s.supply is None:
+                    hint = " (the supply's signals need a supply: section)"
+                self.add(path, f"unknown signal {name!r}; expected component.port{hint}")
             if limit.unit is not None:
                 return
         elif not self._unit(path, port, limit.unit):
@@ -566,7 +583,9 @@ class Semantics:
         return actuators
 
     def _thresholds(self, case: CaseSpec) -> None:
+        supply = (self.s.supply is not None, "a supply (the scenario's supply: section)")
         needs = {"energy_cost": (case.price is not None, "a price (case.price)"),
+                 "grid_cost": supply, "solar_fraction": supply,
                  "time_outside_s": (bool(case.constraints), "constraints (case.constraints)"),
                  "integral_outside": (bool(case.constraints), "constraints (case.constraints)")}
         for kpi in ("tracking_iae", "tracking_ise", "overshoot_pct", "settling_time_s"):

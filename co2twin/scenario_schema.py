@@ -515,6 +515,9 @@ CONTROL_KPIS: dict[str, tuple[str, str, str]] = {
     "specific_energy_kWh_per_kg": ("kWh/kg", "lower", "electrical energy per kg of HCOOH"),
     "energy_kWh": ("kWh", "lower", "electrical energy"),
     "energy_cost": ("EUR", "lower", "energy of each step times the case's price per kWh (EUR/kWh)"),
+    "grid_cost": ("EUR", "lower", "grid imports paid less exports earned (with a supply: section)"),
+    "solar_fraction": ("1", "higher", "share of the electrolyser's energy that came from PV, directly "
+                       "or through the battery (with a supply: section)"),
     "co2_utilisation_pct": ("%", "higher", "fresh CO2 fed that became formate"),
     "mean_fe_formate": ("1", "higher", "charge-weighted faradaic efficiency to formate"),
     "time_outside_s": ("s", "lower", "time outside the case's constraints, summed over them"),
@@ -532,7 +535,8 @@ CONTROL_KPIS: dict[str, tuple[str, str, str]] = {
 KpiName = Literal[
     "production_kg", "specific_energy_kWh_per_kg", "energy_kWh", "energy_cost", "co2_utilisation_pct",
     "mean_fe_formate", "time_outside_s", "integral_outside", "tracking_iae", "tracking_ise",
-    "overshoot_pct", "settling_time_s", "actuator_travel", "compute_ms_per_h",
+    "overshoot_pct", "settling_time_s", "actuator_travel", "compute_ms_per_h", "grid_cost",
+    "solar_fraction",
 ]
 
 

@@ -383,6 +383,9 @@ def _score(entry: Mapping[str, Any]) -> float:
     value = worst.get("value")
     if "asked" in worst and "got" in worst:
         return abs(float(worst["asked"]) - float(worst["got"]))
+    for size in ("largest", "correction"):  # one column said how far (kpi._worst_asked)
+        if size in worst:
+            return float(worst[size])
     if value is None:
         return -math.inf
     low, high = worst.get("low"), worst.get("high")

@@ -24,7 +24,7 @@ import pandas as pd
 
 from components.battery import LIMIT_SIGNALS, Battery
 from components.dc_bus import FLOWS, DCBus, EnergyManager
-from components.plant import resolve_input
+from components.plant import Flag, resolve_input
 from components.pv import PVArray
 from cosim.errors import ModelError, ScenarioError
 from cosim.graph import Connection
@@ -34,17 +34,21 @@ from models.battery_models import ageing_model
 from .scenario_schema import InputSpec, ProfileEvent, RampEvent, Scenario, SetEvent, SupplySpec
 from .supply_schema import CLASSES, PROFILE_PORTS, SHARED
 
-__all__ = ["COMPONENTS", "CURRENT_REQUEST", "attach_supply", "supply_kpis", "supply_balances",
-           "runs_after_sunset", "SUPPLY_KPI_UNITS"]
+__all__ = ["COMPONENTS", "CURRENT_REQUEST", "MANAGER_SETPOINT", "attach_supply", "supply_kpis",
+           "supply_balances",
+           "runs_after_sunset", "SUPPLY_KPI_UNITS", "SUPPLY_FLAGS", "checked_wiring",
+           "redirect_current"]
 
 #: the supply's components, by the name their signals carry
 COMPONENTS = tuple(CLASSES)
 #: where the scenario's current request goes when a supply is attached
 CURRENT_REQUEST = "ems.current_request"
+#: what then drives the power supply's current set point: the request, curtailed
+MANAGER_SETPOINT = "ems.current_setpoint"
 _SETPOINT = "power.current_setpoint"
 
 _WIRES = [
-    ("ems.current_setpoint", _SETPOINT),
+    (MANAGER_SETPOINT, _SETPOINT),
     ("pv.power", "ems.pv_power"),
     ("pv.power", "bus.pv_power"),
     ("reactor.power", "bus.load_power"),
@@ -56,6 +60,22 @@ _FEEDBACK = [
     ("reactor.cell_voltage", "ems.cell_voltage"),
     *((f"battery.{name}", f"ems.battery_{name}") for name in LIMIT_SIGNALS),
 ]
+
+
+def checked_wiring() -> list[Connection]:
+    """The supply's wiring as the scenario checks see it (:class:`co2twin.scenario_checks.Semantics`):
+    all but the manager's set point to the power supply, which stays free, since what
+    drives it in the scenario (the ``current`` input, events, a controller) is moved to
+    :data:`CURRENT_REQUEST` by :func:`attach_supply`."""
+    return ([Connection(a, b) for a, b in _WIRES if b != _SETPOINT]
+            + [Connection(a, b, delayed=True) for a, b in _FEEDBACK])
+
+
+def redirect_current(connections: list[Connection]) -> list[Connection]:
+    """``connections`` with those that drive the power supply's current set point (a
+    controller's) moved to :data:`CURRENT_REQUEST`: with a supply, they ask the manager."""
+    return [Connection(c.source, CURRENT_REQUEST, delayed=c.delayed) if c.target == _SETPOINT else c
+            for c in connections]
 
 
 def attach_supply(scenario: Scenario, components: dict[str, Any], connections: list[Connection]
@@ -76,9 +96,7 @@ def attach_supply(scenario: Scenario, components: dict[str, Any], connections: l
         raise ScenarioError(f"supply: the supply's components are named {', '.join(COMPONENTS)}; "
                             f"rename the scenario's component(s) {', '.join(taken)}", scenario.source)
     components.update(_components(scenario, spec))
-    for i, conn in enumerate(connections):  # a controller that drives the current asks the manager
-        if conn.target == _SETPOINT:
-            connections[i] = Connection(conn.source, CURRENT_REQUEST, delayed=conn.delayed)
+    connections[:] = redirect_current(connections)
     connections += [Connection(a, b) for a, b in _WIRES]
     connections += [Connection(a, b, delayed=True) for a, b in _FEEDBACK]
     return scenario.model_copy(update={"inputs": _inputs(scenario, spec),
@@ -148,24 +166,40 @@ def _redirected(event: Any) -> Any:
 # -- what a run shows ---------------------------------------------------------------------
 SUPPLY_KPI_UNITS = {
     "pv_energy_kWh": "kWh", "load_energy_kWh": "kWh", "battery_charged_kWh": "kWh",
-    "battery_discharged_kWh": "kWh", "battery_losses_kWh": "kWh", "grid_energy_kWh": "kWh",
-    "export_energy_kWh": "kWh", "curtailed_pv_kWh": "kWh", "unserved_kWh": "kWh", "grid_cost_EUR": "EUR",
-    "solar_fraction": "1", "state_of_health_start": "1", "state_of_health_end": "1",
-    "capacity_start_Ah": "Ah", "capacity_end_Ah": "Ah", "equivalent_cycles": "1",
-    "time_curtailed_s": "s", "runtime_after_sunset_min": "min",
+    "battery_discharged_kWh": "kWh", "battery_throughput_kWh": "kWh", "battery_losses_kWh": "kWh",
+    "grid_energy_kWh": "kWh", "export_energy_kWh": "kWh", "curtailed_pv_kWh": "kWh", "unserved_kWh": "kWh",
+    "grid_cost_EUR": "EUR", "load_share_pv": "1", "load_share_battery": "1", "load_share_grid": "1",
+    "load_share_unserved": "1", "solar_fraction": "1", "state_of_health_start": "1",
+    "state_of_health_end": "1", "capacity_start_Ah": "Ah", "capacity_end_Ah": "Ah", "capacity_lost_Ah": "Ah",
+    "equivalent_cycles": "1", "time_curtailed_s": "s", "runtime_after_sunset_min": "min",
 }
+
+#: the supply's flags: each is 1 while the supply did not give what was asked of it
+SUPPLY_FLAGS: tuple[Flag, ...] = (
+    Flag("ems.curtailed", "supply", "current request cut for lack of power (PV, battery, grid at the price)",
+         "ems.current_request", "ems.current_setpoint"),
+    Flag("bus.shortfall", "supply", "the cell drew more than PV, battery and grid could give (unserved)",
+         largest="bus.unserved"),
+    Flag("battery.request_clipped", "supply", "battery asked beyond its limits (state of charge, ratings)",
+         "bus.battery_power", "battery.power"),
+)
 
 
 def _span(frame: pd.DataFrame, column: str) -> float:
     return float(frame[column].iloc[-1] - frame[column].iloc[0])
 
 
-def supply_kpis(frame: pd.DataFrame) -> dict[str, Any]:
+def supply_kpis(frame: pd.DataFrame, *, nights: bool = True) -> dict[str, Any]:
     """The supply's KPIs from a run's results (absent when the run had no supply).
 
-    Energies over the run (kWh); ``solar_fraction``: the load's energy that came from PV,
-    directly or through the battery (PV charged / all charged of the battery's share);
-    ``runtime_after_sunset_min``: the mean over the nights of :func:`runs_after_sunset`.
+    Energies over the run (kWh); ``battery_throughput_kWh``: charged + discharged at the
+    terminals; ``load_share_{pv,battery,grid,unserved}``: where the energy the
+    electrolyser's supply took from the bus came from (they add up to 1);
+    ``solar_fraction``: the load's energy that came from PV, directly or through the
+    battery (PV charged / all charged of the battery's share); ``capacity_lost_Ah``:
+    capacity at the start less at the end; ``runtime_after_sunset_min`` (with
+    ``nights``): the mean over the nights of :func:`runs_after_sunset`, which needs every
+    row of the run (a run summarised chunk by chunk leaves it out).
     """
     if "bus.load_energy" not in frame:
         return {}
@@ -187,20 +221,26 @@ def supply_kpis(frame: pd.DataFrame) -> dict[str, Any]:
             "capacity_end_Ah": float(frame["battery.capacity"].iloc[-1]),
             "equivalent_cycles": _span(frame, "battery.equivalent_cycles"),
         })
+        out["battery_throughput_kWh"] = out["battery_charged_kWh"] + out["battery_discharged_kWh"]
+        out["capacity_lost_Ah"] = out["capacity_start_Ah"] - out["capacity_end_Ah"]
     load = out["load_energy_kWh"]
     if load > 0:
         direct = _span(frame, "bus.pv_to_load_energy")
         from_battery = _span(frame, "bus.battery_to_load_energy")
+        out["load_share_pv"] = direct / load
+        out["load_share_battery"] = from_battery / load
+        out["load_share_grid"] = _span(frame, "bus.grid_to_load_energy") / load
+        out["load_share_unserved"] = out["unserved_kWh"] / load
         charged = _span(frame, "bus.pv_to_battery_energy") + _span(frame, "bus.grid_to_battery_energy")
         pv_share = _span(frame, "bus.pv_to_battery_energy") / charged if charged > 0 else 1.0
         out["solar_fraction"] = (direct + from_battery * pv_share) / load
     if "ems.curtailed" in frame and len(frame) > 1:
         spacing = float(np.median(np.diff(frame.index.to_numpy())))
         out["time_curtailed_s"] = float(np.count_nonzero(frame["ems.curtailed"].to_numpy()[1:] > 0)) * spacing
-    nights = runs_after_sunset(frame)
-    if nights:
-        out["runtime_after_sunset_min"] = float(np.mean([n["minutes"] for n in nights]))
-        out["nights"] = nights
+    found = runs_after_sunset(frame) if nights else []
+    if found:
+        out["runtime_after_sunset_min"] = float(np.mean([n["minutes"] for n in found]))
+        out["nights"] = found
     return out
 
 

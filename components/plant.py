@@ -24,8 +24,8 @@ from .separation import Separation
 if TYPE_CHECKING:
     from models.surrogate import ModelSet
 
-__all__ = ["STAGES", "INPUTS", "FAULTS", "LIMITS", "KEY_SIGNALS", "SETPOINTS", "FLAGS", "Flag",
-           "build_plant", "resolve_input", "recorded_as"]
+__all__ = ["STAGES", "INPUTS", "FAULTS", "LIMITS", "UNDEFINED_WHEN_ZERO", "KEY_SIGNALS", "SETPOINTS",
+           "FLAGS", "Flag", "build_plant", "resolve_input", "recorded_as"]
 
 #: component name -> class, in the order they are declared to the engine
 STAGES: dict[str, type[Component]] = {
@@ -95,6 +95,15 @@ LIMITS: dict[str, tuple[float | None, float | None]] = {
     "reactor.fe_formate": (0.5, None),
 }
 
+#: signals that are undefined on some rows, where no limit can judge them: signal ->
+#: (the column that is 0 on those rows, why the signal is undefined there). The reactor
+#: reports FE 0 at 0 A (no charge passed, so no share of it went to formate); a night on
+#: solar power is then no FE violation.
+UNDEFINED_WHEN_ZERO: dict[str, tuple[str, str]] = {
+    "reactor.fe_formate": ("reactor.current_density",
+                           "no current through the cell: the faradaic efficiency is undefined at 0 A"),
+}
+
 
 def resolve_input(name: str) -> str:
     """Scenario input name (``current`` or ``power.current_setpoint``) -> ``component.port``."""
@@ -116,15 +125,18 @@ class Flag:
 
     ``asked`` and ``got`` name the columns of what was asked and what came (both in
     one unit); ``effects`` pairs of (set point, actual) columns that show what it did
-    to the plant downstream. A run's summary reports each flag that was raised.
+    to the plant downstream; ``largest`` a column whose largest magnitude over the flagged
+    rows says how far, where no asked/got pair does. A run's summary reports each flag
+    that was raised.
     """
 
     column: str
-    kind: str  # saturation | bound | envelope
+    kind: str  # saturation | bound | envelope | supply
     what: str
     asked: str | None = None
     got: str | None = None
     effects: tuple[tuple[str, str], ...] = ()
+    largest: str | None = None
 
 
 _CELL_GAS = (("feed.gas_flow_setpoint", "feed.gas_flow"),

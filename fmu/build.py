@@ -46,14 +46,17 @@ from xml.etree import ElementTree as ET
 from cosim.atomic import atomic_path
 from cosim.errors import FMUError
 
-__all__ = ["DEFAULT_SCENARIO", "MODEL_IDENTIFIER", "NOT_BUNDLED", "RUNTIME_DISTRIBUTIONS", "build_fmu",
-           "build_info", "bundle_distributions"]
+__all__ = ["DEFAULT_SCENARIO", "DEFAULT_SUPPLY_SCENARIO", "MODEL_IDENTIFIER", "NOT_BUNDLED",
+           "RUNTIME_DISTRIBUTIONS", "build_fmu", "build_info", "bundle_distributions"]
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("co2twin", "cosim", "components", "models", "fmu")
 MODEL_IDENTIFIER = "Co2Twin"
 #: the scenario an FMU is built from without --scenario (ships inside the package)
 DEFAULT_SCENARIO = Path(__file__).resolve().parent / "default_scenario.yaml"
+#: the scenario ``--supply`` builds from without --scenario: the nominal plant on PV, battery
+#: and grid, irradiance and price driven by the host
+DEFAULT_SUPPLY_SCENARIO = Path(__file__).resolve().parent / "default_supply_scenario.yaml"
 BUILD_INFO = "co2twin_build.json"  # = fmu.slave.BUILD_INFO, which reads the GUID from it
 ENTRY_MODULE = "co2twin_fmu"
 BUNDLE = "site-packages"
@@ -114,19 +117,30 @@ def build_info() -> dict[str, Any]:
 
 
 def build_fmu(scenario: str | Path | None = None, output: str | Path = "co2twin.fmu",
-              *, loader: bool = True) -> Path:
-    """Build the FMU of ``scenario`` (default: :data:`DEFAULT_SCENARIO`) at ``output``."""
+              *, loader: bool = True, supply: bool = False) -> Path:
+    """Build the FMU of ``scenario`` (default: :data:`DEFAULT_SCENARIO`, with ``supply``
+    :data:`DEFAULT_SUPPLY_SCENARIO`) at ``output``.
+
+    A scenario with a ``supply:`` section exports the supply too (inputs
+    :data:`fmu.slave.SUPPLY_INPUTS`, outputs :data:`fmu.slave.SUPPLY_OUTPUT_SIGNALS`);
+    ``supply`` asks for it, and refuses a scenario without one.
+    """
     from co2twin.scenario import load_scenario
 
     if not sys.platform.startswith("linux"):
         raise FMUError(f"{output}: the FMU is built for linux64 only (its loader and bundled packages "
                        f"are Linux x86_64 builds); this is {sys.platform}")
-    scenario_path = Path(scenario) if scenario is not None else DEFAULT_SCENARIO
+    default = DEFAULT_SUPPLY_SCENARIO if supply else DEFAULT_SCENARIO
+    scenario_path = Path(scenario) if scenario is not None else default
     output = Path(output)
     sc = load_scenario(scenario_path)
     if not sc.has_plant or sc.components:
         raise FMUError(f"{scenario_path}: the exported FMU is the standard plant; expected a "
                        "scenario with the plant and without components: entries")
+    if supply and sc.supply is None:
+        raise FMUError(f"{scenario_path}: --supply exports the solar and battery supply; expected a "
+                       "scenario with a supply: section, found none (or leave out --scenario for "
+                       f"{DEFAULT_SUPPLY_SCENARIO.name})")
     info = build_info()
     with tempfile.TemporaryDirectory(prefix="co2twin_fmu_") as tmp:
         stage = Path(tmp) / "stage"
@@ -205,9 +219,12 @@ def _stage(stage: Path, scenario_path: Path, sc: Any, info: dict[str, Any]) -> l
 
 
 def _data_files(sc: Any) -> list[str]:
-    """CSV files the scenario's inputs and events read (relative to the scenario)."""
+    """CSV files the scenario's inputs, events and supply profiles read (relative to the scenario)."""
     out = []
-    for spec in list(sc.inputs.values()) + list(sc.events):
+    from co2twin.supply_schema import PROFILE_PORTS
+
+    profiles = [] if sc.supply is None else [getattr(sc.supply, key) for key in PROFILE_PORTS]
+    for spec in list(sc.inputs.values()) + list(sc.events) + [p for p in profiles if p is not None]:
         csv = getattr(spec, "csv", None)
         if csv is not None:
             out.append(csv.path)

@@ -4,6 +4,11 @@ The slave wraps :func:`co2twin.scenario.build` of the scenario packed in the FMU
 resources (``scenario.yaml``), with the trained models of the same resources folder.
 TensorFlow is never imported: surrogates run on NumPy.
 
+**The supply.** A packed scenario with a ``supply:`` section (``co2twin fmu build --supply``)
+adds the inputs :data:`SUPPLY_INPUTS` (irradiance, price) and the outputs
+:data:`SUPPLY_OUTPUT_SIGNALS` after every other variable (the plant's value references stay);
+``current`` then drives the energy manager's request (co2twin.supply.CURRENT_REQUEST).
+
 **Inputs** follow the scenario until the host changes them: a value that differs from the
 last one applied is held from the next ``doStep`` on (zero-order hold, as
 ``Simulation.set``). **Parameters** (electrode area, internal step, seed, model choices)
@@ -56,15 +61,18 @@ from typing import Any
 from pythonfmu import Fmi2Causality, Fmi2Slave, Fmi2Variability, Integer, Real, String
 from pythonfmu.enums import Fmi2Initial, Fmi2Status
 
+from components.dc_bus import FLOWS
 from components.plant import INPUTS
 from components.reactor import Reactor
 from co2twin.scenario import build, load_scenario
+from co2twin.supply import CURRENT_REQUEST
 from cosim import Simulation
 from cosim.errors import CosimError, FMUError
 
 __all__ = [
     "BUILD_INFO", "INPUT_NAMES", "LOG_CATEGORIES", "ON_BAD_INPUT", "OUTPUT_SIGNALS", "SCENARIO_FILE",
-    "STATE_MAGIC", "Co2Twin", "FmuState", "FmuVariable", "variables",
+    "STATE_MAGIC", "SUPPLY_INPUTS", "SUPPLY_OUTPUT_SIGNALS", "Co2Twin", "FmuState", "FmuVariable",
+    "variables",
 ]
 
 #: name of the scenario file in the FMU's resources
@@ -114,6 +122,22 @@ OUTPUT_SIGNALS: tuple[str, ...] = (
     "reactor.single_pass_conversion",
     "separation.tank_formate_conc",
     "separation.tank_formic_acid",
+)
+
+#: FMU inputs added when the packed scenario has a ``supply:`` section (``co2twin fmu build
+#: --supply``): name -> the signal it drives. ``current`` then asks the energy manager
+#: (co2twin.supply.CURRENT_REQUEST), which curtails it to what PV, battery and grid carry.
+SUPPLY_INPUTS: dict[str, str] = {"irradiance": "pv.irradiance", "price": "ems.price"}
+
+#: FMU outputs added with the supply: state of charge, capacity, grid import, every flow of
+#: the DC bus (W) and the running totals that close its and the battery's energy balances
+SUPPLY_OUTPUT_SIGNALS: tuple[str, ...] = (
+    "battery.soc", "battery.capacity", "battery.state_of_health", "battery.power", "battery.voltage",
+    "battery.temperature", "battery.equivalent_cycles", "battery.stored_energy", "battery.energy_in",
+    "battery.energy_out", "battery.losses", "battery.fade_energy",
+    "pv.power", "pv.poa_irradiance", "ems.current_setpoint", "ems.curtailed", "ems.price",
+    "bus.load", "bus.grid_import", "bus.shortfall", *(f"bus.{name}" for name in FLOWS),
+    "bus.pv_energy", "bus.load_energy", "bus.grid_energy", "bus.cost",
 )
 
 #: model-choice String parameters (``models.<variable>``)
@@ -170,14 +194,30 @@ def _finite_bound(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _input_signals(scenario: Any) -> dict[str, str]:
+    """FMU input name -> the signal it drives (the supply's too, when the scenario has one)."""
+    signals = {n: INPUTS[n] for n in INPUT_NAMES}
+    if scenario.supply is not None:
+        signals["current"] = CURRENT_REQUEST
+        signals.update(SUPPLY_INPUTS)
+    return signals
+
+
+def _input_variable(sim: Simulation, name: str, signal: str) -> FmuVariable:
+    port = sim.port(signal)
+    return FmuVariable(name, "input", port.unit, port.description,
+                       _finite_bound(port.lower), _finite_bound(port.upper))
+
+
 def variables(scenario: Any) -> list[FmuVariable]:
-    """Every FMU variable with unit, bounds and description, in value-reference order."""
+    """Every FMU variable with unit, bounds and description, in value-reference order.
+
+    A scenario with a supply adds :data:`SUPPLY_INPUTS` and :data:`SUPPLY_OUTPUT_SIGNALS`
+    last, so the plant's variables keep their value references.
+    """
     sim = build(scenario)
-    out = []
-    for n in INPUT_NAMES:
-        port = sim.port(INPUTS[n])
-        out.append(FmuVariable(n, "input", port.unit, port.description,
-                               _finite_bound(port.lower), _finite_bound(port.upper)))
+    signals = _input_signals(scenario)
+    out = [_input_variable(sim, n, signals[n]) for n in INPUT_NAMES]
     out += [FmuVariable(s, "output", sim.unit(s), sim.port(s).description) for s in OUTPUT_SIGNALS]
     out.append(FmuVariable("clamped_inputs", "output", None,
                            "input values clamped to their bounds so far (on_bad_input = clamp)"))
@@ -189,6 +229,10 @@ def variables(scenario: Any) -> list[FmuVariable]:
     out.append(FmuVariable("on_bad_input", "parameter", None,
                            "an input outside its bounds: error (refused, fmi2Error) or clamp "
                            "(nearest bound, fmi2Warning, counted in clamped_inputs)"))
+    if scenario.supply is not None:
+        out += [_input_variable(sim, n, signals[n]) for n in SUPPLY_INPUTS]
+        out += [FmuVariable(s, "output", sim.unit(s), sim.port(s).description)
+                for s in SUPPLY_OUTPUT_SIGNALS]
     return out
 
 
@@ -304,8 +348,10 @@ class Co2Twin(Fmi2Slave):
         self._running = False  # past fmi2ExitInitializationMode: fixed parameters stay
         self._built_with: tuple[Any, ...] | None = None
         self._sim: Simulation  # assigned by _build(), which also initialises it
+        #: FMU input -> the signal it drives (the supply's inputs when the scenario has one)
+        self._signals = _input_signals(sc)
         self._build()
-        self._inputs = {n: float(self._sim.get(INPUTS[n])) for n in INPUT_NAMES}
+        self._inputs = {n: float(self._sim.get(signal)) for n, signal in self._signals.items()}
         self._applied = dict(self._inputs)
 
         for n in INPUT_NAMES:
@@ -342,8 +388,23 @@ class Co2Twin(Fmi2Slave):
             getter=lambda: self._on_bad_input,
             setter=lambda value: self._set_strings({"on_bad_input": value}),
         ), nested=False)
+        if sc.supply is not None:  # last, so the plant's variables keep their value references
+            self._register_supply()
         self._event(f"instance {self.instance_name}: scenario {sc.source}, models from "
                     f"{sc.models.directory or 'the models package'}; {_origins()}")
+
+    def _register_supply(self) -> None:
+        """The supply's inputs (:data:`SUPPLY_INPUTS`) and outputs (:data:`SUPPLY_OUTPUT_SIGNALS`)."""
+        for n in SUPPLY_INPUTS:
+            self.register_variable(Real(
+                n, causality=Fmi2Causality.input, variability=Fmi2Variability.continuous,
+                getter=(lambda n=n: self._inputs[n]), setter=(lambda v, n=n: self._set_reals({n: v})),
+            ), nested=False)
+        for s in SUPPLY_OUTPUT_SIGNALS:
+            self.register_variable(Real(
+                s, causality=Fmi2Causality.output, variability=Fmi2Variability.continuous,
+                getter=(lambda s=s: float(self._sim.get(s))),
+            ), nested=False)
 
     # -- logging: the status decides the category, and the loader the returned status --------
     def _event(self, msg: str) -> None:
@@ -386,7 +447,7 @@ class Co2Twin(Fmi2Slave):
             sim = build(scenario)
             sim.record(["power.current"])
             for name, value in (inputs or {}).items():
-                sim.set(INPUTS[name], value)
+                sim.set(self._signals[name], value)
             sim.initialize()
         except CosimError as exc:
             raise FMUError(f"{sc.source}: cannot build the simulation: {exc}") from None
@@ -409,7 +470,7 @@ class Co2Twin(Fmi2Slave):
     # -- values in ----------------------------------------------------------------------------------
     def _check_input(self, name: str, value: float) -> tuple[float | None, str]:
         """(value to set or None if refused, message): bounds and ``on_bad_input``."""
-        port = self._sim.port(INPUTS[name])
+        port = self._sim.port(self._signals[name])
         if port.contains(value):
             return value, ""
         if not math.isfinite(value) or self._on_bad_input != "clamp":
@@ -559,7 +620,7 @@ class Co2Twin(Fmi2Slave):
                 self._broken = str(exc)
                 self._error(f"fmi2ExitInitializationMode: {exc}")
                 return
-            self._applied = {n: float(self._sim.get(INPUTS[n])) for n in INPUT_NAMES}
+            self._applied = {n: float(self._sim.get(signal)) for n, signal in self._signals.items()}
             self._inputs = dict(self._applied)
             self._event(f"rebuilt for the parameters and inputs set in initialisation mode "
                         f"(internal step {self._sim.step_size:g} s)")
@@ -567,7 +628,7 @@ class Co2Twin(Fmi2Slave):
     def _apply_inputs(self) -> None:
         for name, value in self._inputs.items():
             if value != self._applied[name]:
-                self._sim.set(INPUTS[name], value)
+                self._sim.set(self._signals[name], value)
                 self._applied[name] = value
 
     def _divisions_for(self, target: float, h: float) -> int | None:

@@ -9,6 +9,8 @@ runs in a fresh process that never imports co2twin itself, and prints one JSON l
 
 * ``run``: 1 s steps to 300 s, the current set to 6.5 A at 120 s -> ``{"at_120": [...], "at_300": [...]}``
 * ``half``: 0.5 s steps to 36 s -> ``{"at_36": [...]}``
+* ``supply`` (an FMU built with ``--supply``): 60 s steps to 3600 s at night, then irradiance
+  800 W/m2 to 7200 s -> ``{"at_3600": [...], "at_7200": [...]}``
 * ``lifecycle``: the same 60 s run twice, each simulation created, run and destroyed (the
   host unpacks the FMU anew and deletes the folder) -> ``{"runs": [[...], [...]]}``
 * ``bad_error`` / ``bad_clamp``: after 10 s the current is set to -1 A with on_bad_input
@@ -120,6 +122,13 @@ def main(host: str, case: str, fmu: str, outputs: list[str]) -> dict[str, Any]:
         sim.set("current", 6.5)
         ok = sim.until(300.0) and ok
         found = {"ok": ok, "at_120": at_120, "at_300": sim.reals(outputs)}
+    elif case == "supply":  # the FMU of `co2twin fmu build --supply`: night, then sun at 3600 s
+        sim = make(fmu, 60.0)
+        ok = sim.until(3600.0)
+        at_3600 = sim.reals(outputs)
+        sim.set("irradiance", 800.0)
+        ok = sim.until(7200.0) and ok
+        found = {"ok": ok, "at_3600": at_3600, "at_7200": sim.reals(outputs)}
     elif case == "half":
         sim = make(fmu, 0.5)
         found = {"ok": sim.until(36.0), "at_36": sim.reals(outputs)}

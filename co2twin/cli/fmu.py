@@ -23,6 +23,10 @@ def build_command(
     output: Path = typer.Option(Path("co2twin.fmu"), "-o", "--output", help="FMU file to write"),
     loader: bool = typer.Option(True, "--loader/--no-loader",
                                 help="wrap PythonFMU's binary in the C loader so C hosts can load it"),
+    supply: bool = typer.Option(
+        False, "--supply", help="export the solar and battery supply too: inputs irradiance and price, "
+        "outputs battery.soc, battery.capacity, bus.grid_import, ... (default scenario: "
+        "fmu/default_supply_scenario.yaml; a --scenario must have a supply: section)"),
 ) -> None:
     """Package the whole twin as an FMI 2.0 co-simulation FMU."""
     try:
@@ -30,7 +34,7 @@ def build_command(
     except ImportError as exc:  # pythonfmu missing
         fail(f"co2twin fmu build needs PythonFMU (pip install pythonfmu): {exc}")
     try:
-        path = build_fmu(scenario, output, loader=loader)
+        path = build_fmu(scenario, output, loader=loader, supply=supply)
     except CosimError as exc:
         fail(exc)
     except OSError as exc:

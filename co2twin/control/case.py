@@ -25,6 +25,7 @@ from cosim.units import converter
 from ..controllers import actuator_target, in_unit, with_case_setpoints
 from ..scenario import build, load_scenario
 from ..scenario_checks import Semantics, read_csv_profile
+from ..supply import CURRENT_REQUEST, MANAGER_SETPOINT
 from ..scenario_schema import (
     CaseSpec,
     ControllerSpec,
@@ -181,9 +182,11 @@ class ControlCase:
 
     def driven_by(self, sim: Simulation) -> dict[str, str]:
         """Actuator input -> the column recorded for its command in ``sim``: the output
-        feeding it (the controller's), or the input itself when nothing does."""
+        feeding it (the controller's), or the input itself when nothing does. With a
+        supply the current's command is the energy manager's request (co2twin.supply)."""
         fed = {c.target: c.source for c in sim.connections}
-        return {a: fed.get(a, a) for a in self.actuators}
+        moved = {a: CURRENT_REQUEST for a in self.actuators if fed.get(a) == MANAGER_SETPOINT}
+        return {a: fed.get(moved.get(a, a), moved.get(a, a)) for a in self.actuators}
 
 
 def _validated(data: Any, where: str) -> Any:

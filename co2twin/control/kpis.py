@@ -20,6 +20,7 @@ from models.electrochemistry import M_HCOOH
 
 from cosim.profiles import Steps
 from ..kpi import kpis as plant_kpis
+from ..kpi import limit_rows
 from ..scenario_schema import CONTROL_KPIS
 from .case import ControlCase
 
@@ -57,7 +58,8 @@ def control_kpis(frame: pd.DataFrame, case: ControlCase, *, actuators: Mapping[s
         out["production_kg"] = base["formate_produced_mol"] * M_HCOOH / 1000.0
     for key, src in (("specific_energy_kWh_per_kg", "energy_kWh_per_kg_HCOOH"),
                      ("energy_kWh", "energy_kWh"), ("co2_utilisation_pct", "overall_conversion_pct"),
-                     ("mean_fe_formate", "mean_fe_formate")):
+                     ("mean_fe_formate", "mean_fe_formate"),
+                     ("grid_cost", "grid_cost_EUR"), ("solar_fraction", "solar_fraction")):
         if src in base:
             out[key] = base[src]
     if case.spec.price is not None and "reactor.energy" in frame.columns and len(times) > 1:
@@ -82,7 +84,8 @@ def control_kpis(frame: pd.DataFrame, case: ControlCase, *, actuators: Mapping[s
 
 def _violations(frame: pd.DataFrame, constraints: Mapping[str, tuple[float | None, float | None]],
                 dt: np.ndarray) -> dict[str, float]:
-    """Integral over time of how far each constrained signal was outside its limits."""
+    """Integral over time of how far each constrained signal was outside its limits (not
+    where it is undefined: FE at 0 A, as :func:`co2twin.kpi.limit_rows` judges)."""
     out: dict[str, float] = {}
     for signal, (low, high) in constraints.items():
         if signal not in frame.columns:
@@ -93,7 +96,8 @@ def _violations(frame: pd.DataFrame, constraints: Mapping[str, tuple[float | Non
             excess += np.maximum(y - high, 0.0)
         if low is not None:
             excess += np.maximum(low - y, 0.0)
-        out[signal] = float(np.sum(excess * dt))
+        undefined = limit_rows(frame, signal, low, high)[1][1:]
+        out[signal] = float(np.sum(np.where(undefined, 0.0, excess) * dt))
     return out
 
 
