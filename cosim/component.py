@@ -18,6 +18,8 @@ from types import SimpleNamespace
 from typing import Any, ClassVar
 from collections.abc import Mapping
 
+import numpy as np
+
 from .errors import WiringError
 from .ports import Parameter, Port
 
@@ -114,7 +116,9 @@ class Component:
         self.p = SimpleNamespace(**state["__parameters__"])
 
 
-def _checked_value(component: Component, spec: Parameter, value: Any) -> float:
+def _checked_value(component: Component, spec: Parameter, value: Any) -> Any:
+    if isinstance(value, np.ndarray):  # one value per variant (an ensemble)
+        return _checked_array(component, spec, value)
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -126,6 +130,25 @@ def _checked_value(component: Component, spec: Parameter, value: Any) -> float:
         raise WiringError(
             f"{type(component).__name__}.{spec.name}: expected a finite number in "
             f"{spec.bounds_text()}, found {value!r}"
+        )
+    return number
+
+
+def _checked_array(component: Component, spec: Parameter, value: np.ndarray) -> np.ndarray:
+    """A parameter's values, one per variant: numbers, finite and within its bounds."""
+    try:
+        number = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise WiringError(
+            f"{type(component).__name__}.{spec.name}: expected numbers in "
+            f"{spec.bounds_text()}, found {value!r}"
+        ) from None
+    bad = np.flatnonzero(~(np.isfinite(number) & (number >= spec.lower) & (number <= spec.upper)))
+    if bad.size:
+        raise WiringError(
+            f"{type(component).__name__}.{spec.name}: expected a finite number in "
+            f"{spec.bounds_text()}, found {float(number[bad[0]])!r} in variant {bad[0]}"
+            + (f" (and {bad.size - 1} more variant(s))" if bad.size > 1 else "")
         )
     return number
 

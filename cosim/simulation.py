@@ -23,6 +23,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import sys
+from operator import itemgetter
 from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -134,7 +135,6 @@ class Simulation:
             cname: self._make_member(cname, rank, rates.get(cname, 1))
             for rank, cname in enumerate(self.order)
         }
-        self._commit_priority = EventPriority(_PRIO_COMPONENT + len(self.order))
 
         self._profiles: dict[str, Profile] = {
             name: Constant(self._ports[name].start) for name in self.external_inputs
@@ -149,6 +149,8 @@ class Simulation:
         self._recorder: Recorder | None = None
         self._sink: RowSink | None = None
         self._chunk_bytes = CHUNK_BYTES
+        #: makes the recorder at the start (:meth:`record_with`)
+        self._recorder_factory: Callable[..., Any] = Recorder
         # a stop request (request_stop) and the SimPy event that carries it out
         self._stop_requested = False
         self._halt: _Tick | None = None
@@ -257,6 +259,13 @@ class Simulation:
         self._sink = sink
         self._chunk_bytes = chunk_bytes
 
+    def record_with(self, factory: Callable[..., Any]) -> None:
+        """Record with ``factory(columns, units, every=, sink=, chunk_bytes=)`` instead of
+        :class:`Recorder`: an object with the recorder's ``append``, ``truncate`` and ``frame``
+        (an ensemble's recorder keeps one value per variant)."""
+        self._require_not_started("record_with()")
+        self._recorder_factory = factory
+
     def schedule(self, event: Event) -> None:
         """Add an event; its time must lie on the step grid and not in the past."""
         k = self._grid_index(event.at, "event time")
@@ -331,7 +340,7 @@ class Simulation:
                 indices.append(tslot)
         self._record_indices = indices
         units = [self._units[self._slots[c.removesuffix(":true")]] for c in columns]
-        recorder = self._recorder = Recorder(columns, units, every=self._record_every,
+        recorder = self._recorder = self._recorder_factory(columns, units, every=self._record_every,
                                              sink=self._sink, chunk_bytes=self._chunk_bytes)
         # started from here on: the events applied below at t0 see a running simulation
         self._env = simpy.Environment()
@@ -351,14 +360,12 @@ class Simulation:
 
     def _start_processes(self, *, resample: bool = False) -> None:
         env = self.env
-        for member in self._members.values():
-            env.process(self._member_process(member))
+        env.process(self._step_process())
         for name in self.external_inputs:
             self._start_source(name, resample=resample)
         for item in self._schedule:
             if item.seq not in self._applied:
                 self._arm(item)
-        env.process(self._commit_process())
 
     def advance_to(self, t: float, *, progress: bool | None = False) -> None:
         """Run until time ``t`` (on the step grid); outputs are then those at ``t``.
@@ -494,46 +501,52 @@ class Simulation:
             f"expected a dict with outputs {', '.join(expected)}"
         )
 
-    def _member_process(self, member: _Member):
+    def _step_process(self):
+        """Every base step: the components due, in Gauss–Seidel order, then the commit.
+
+        One SimPy process per step, where there was one per component and one for the
+        commit, each at its own priority: those priorities were consecutive and nothing else
+        is ever scheduled between them (events and input changes come before, a stop
+        request's halt at the next step), so one process at the first of them runs the same
+        steps in the same order with one SimPy event a step (the plant's four components
+        and the commit took five).
+        """
         env = self.env
         values = self._values
-        step = member.component.step
-        gather, scatter = member.gather, member.scatter
-        every, prio = member.every, member.priority
-        at = self._at
-        dt = every * self.step_size
+        at, base = self._at, self.step_size
+        plan = [(m, m.component.step, m.every, m.every * base, m.gather, _writer(values, m.scatter))
+                for m in self._members.values()]  # in Gauss–Seidel order
+        recorder, every = self.recorder, self._record_every
+        append, pick = recorder.append, _picker(self._record_indices)
+        commit, prio = self._commit_values, EventPriority(_PRIO_COMPONENT)
         # even the first step waits for its priority: a process starts URGENT, which would
         # put it before the events and input changes due at the same time
-        yield _Tick(env, (-int(env.now)) % every, prio)
+        yield _Tick(env, 0, prio)
+        k = int(env.now)
+        t = at(k)
         while True:
-            t = at(env.now)
-            if member.faults or member.truth:
-                self._step_member(member, t, dt)
-            else:
+            for member, step, m_every, dt, gather, put in plan:
+                if m_every != 1 and k % m_every:
+                    continue  # a component with every = m steps at k = 0, m, 2m, ...
+                if member.faults or member.truth:
+                    self._step_member(member, t, dt)
+                    continue
                 out = step(t, dt, {n: values[i] for n, i in gather})
                 try:
-                    for n, i in scatter:
-                        values[i] = out[n]
+                    put(out)
                 except (KeyError, TypeError):
                     raise self._bad_outputs(member, out, t) from None
-            yield _Tick(env, every, prio)
-
-    def _commit_process(self):
-        env = self.env
-        recorder, every = self.recorder, self._record_every
-        values, indices = self._values, self._record_indices
-        at = self._at
-        yield _Tick(env, 0, self._commit_priority)
-        while True:
-            k1 = env.now + 1
-            t1 = at(k1)
-            self._commit_values(t1)
-            recorded = k1 % every == 0
+            # the commit: outputs at t_{k+1}
+            k += 1
+            t1 = at(k)
+            commit(t1)
+            recorded = k % every == 0
             if recorded:
-                recorder.append(t1, [values[i] for i in indices])
+                append(t1, pick(values))
             if self._stop_requested:
                 self._halt_after_commit(t1, recorded)
-            yield _Tick(env, 1, self._commit_priority)
+            yield _Tick(env, 1, prio)
+            t = t1
 
     def _commit_values(self, t: float) -> None:
         """Delayed connections take their new values; the outputs at ``t`` must be finite."""
@@ -541,12 +554,15 @@ class Simulation:
         for src, dst in self._delayed:
             values[dst] = values[src]
         try:
-            finite = math.isfinite(sum(values[: self._n_signals]))
+            total = sum(values[: self._n_signals])
+            # arrays of variants (an ensemble) add up to an array: one check for all
+            finite = bool(np.isfinite(total).all()) if isinstance(total, np.ndarray) else (
+                math.isfinite(total))
         except TypeError:
             finite = False
         if not finite:
             bad = [
-                f"{name} = {values[i]!r}"
+                _bad_text(name, values[i])
                 for name, i in self._slots.items()
                 if not _finite(values[i])
             ]
@@ -566,15 +582,17 @@ class Simulation:
             )
 
     def _source_process(self, name: str, profile: Profile, generation: int, resample: bool):
-        env, slot = self.env, self._slots[name]
+        env, slot, values = self.env, self._slots[name], self._values
         base, t0, at = self.step_size, self.start, self._at
+        contains, checked = self._ports[name].contains, self._checked_input
         if resample:  # a restored state: the change due now has not been applied yet
             yield _Tick(env, 0, _PRIO_SOURCE)
             if self._generation[name] != generation:
                 return
-            self._values[slot] = self._checked_input(name, profile.value(at(env.now)))
+            values[slot] = checked(name, profile.value(at(env.now)))
+        t = at(env.now)
         while True:
-            nxt = profile.next_change(at(env.now))
+            nxt = profile.next_change(t)
             if nxt == math.inf:
                 return
             # a continuous change is sampled every step, a discrete one at its grid point
@@ -582,7 +600,11 @@ class Simulation:
             yield _Tick(env, delay, _PRIO_SOURCE)
             if self._generation[name] != generation:
                 return
-            self._values[slot] = self._checked_input(name, profile.value(at(env.now)))
+            t = at(env.now)
+            value = profile.value(t)
+            # a float inside the port's bounds is what _checked_input would return; anything
+            # else goes through it (arrays, other numbers, and the error naming what was found)
+            values[slot] = value if type(value) is float and contains(value) else checked(name, value)
 
     def _arm(self, item: _Scheduled) -> None:
         tick = _Tick(self.env, item.k - self._k, _PRIO_EVENT)
@@ -606,9 +628,25 @@ class Simulation:
             return self._values[dict(self._members[cname].gather)[pname]]
         raise SimulationError(f"unknown signal {signal!r}; known: {', '.join(self._slots)}")
 
+    def get_true(self, signal: str) -> Any:
+        """Present true value of ``signal``: what the plant did, whatever its sensor reads
+        (the same as :meth:`get` unless a sensor fault acts on it)."""
+        slot = self._slots.get(signal)
+        if slot is None:
+            return self.get(signal)
+        return self._values[self._true_slots.get(slot, slot)]
+
     def set(self, signal: str, value: float) -> None:
         """Hold unconnected input ``signal`` at ``value`` from now on."""
         self.drive(signal, Constant(value))
+
+    def profile(self, signal: str) -> Profile:
+        """The profile driving unconnected input ``signal`` now (see :meth:`drive`)."""
+        if signal not in self._profiles:
+            raise SimulationError(
+                f"unknown input {signal!r}; settable inputs: {', '.join(self.external_inputs)}"
+            )
+        return self._profiles[signal]
 
     def drive(self, signal: str, profile: Profile) -> None:
         """Drive unconnected input ``signal`` by ``profile`` (absolute time) from now on."""
@@ -629,6 +667,8 @@ class Simulation:
 
     def _checked_input(self, signal: str, value: float) -> float:
         port = self._ports[signal]
+        if isinstance(value, np.ndarray):  # one value per variant (an ensemble)
+            return _checked_array(signal, port, value, self.time)
         try:
             number = float(value)
         except (TypeError, ValueError):
@@ -804,6 +844,65 @@ def _clock(start: float, step: float) -> Callable[[float], float]:
     if scale == 1:
         return lambda k: float(ia + k * ib)
     return lambda k: (ia + k * ib) / scale
+
+
+def _checked_array(signal: str, port: Any, value: np.ndarray, t: float) -> np.ndarray:
+    """An input's values, one per variant: numbers, finite and within the port's bounds."""
+    try:
+        number = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise SimulationError(f"{signal}: expected numbers, found {value!r}") from None
+    bad = ~(np.isfinite(number) & (number >= port.lower) & (number <= port.upper))
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise SimulationError(
+            f"{signal} at t={t:g} s: expected finite values in {port.bounds_text()}, found "
+            f"{float(number[rows[0]])!r} in variant {rows[0]}"
+            + (f" (and {len(rows) - 1} more variant(s))" if len(rows) > 1 else "")
+        )
+    return number
+
+
+def _bad_text(name: str, value: Any) -> str:
+    """``name = value`` for a non-finite signal; for an array, which variants and a value."""
+    if not isinstance(value, np.ndarray) or value.ndim == 0:
+        return f"{name} = {value!r}"
+    try:
+        rows = np.flatnonzero(~np.isfinite(value))
+    except TypeError:
+        return f"{name} = {value!r}"
+    shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if len(rows) > 10 else "")
+    return f"{name} = {float(value[rows[0]])!r} in variant(s) {shown} (of {value.size})"
+
+
+def _writer(values: list[Any], scatter: list[tuple[str, int]]) -> Callable[[Any], None]:
+    """What puts a component's outputs (a mapping) into their slots: one slice assignment
+    when the slots run consecutively, as a component's outputs are laid out."""
+    slots = [i for _, i in scatter]
+    if len(slots) >= 2 and slots == list(range(slots[0], slots[0] + len(slots))):
+        first, end = slots[0], slots[0] + len(slots)
+        get = itemgetter(*(n for n, _ in scatter))
+
+        def put(out: Any) -> None:
+            values[first:end] = get(out)
+        return put
+
+    def put_each(out: Any) -> None:
+        for n, i in scatter:
+            values[i] = out[n]
+    return put_each
+
+
+def _picker(indices: list[int]) -> Callable[[list[Any]], list[Any]]:
+    """What takes a recorded row out of the values: a slice when the columns are the
+    first slots in order (every signal recorded), else the slots picked one by one."""
+    n = len(indices)
+    if indices == list(range(n)):
+        return lambda values: values[:n]
+    get = itemgetter(*indices) if n >= 2 else None
+    if get is None:
+        return lambda values: [values[i] for i in indices]
+    return lambda values: list(get(values))
 
 
 def _finite(value: Any) -> bool:

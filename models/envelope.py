@@ -8,8 +8,10 @@ fraction of 100 % + 1 ulp after mixing is still 100 %.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import le
 
 import numpy as np
 
@@ -43,6 +45,26 @@ class Envelope:
             if not lo <= v <= hi:
                 return i
         return None
+
+    def contains(self, x: Sequence[float]) -> bool:
+        """Whether every input of one sample is inside (a NaN is not): :meth:`first_outside`
+        is ``None``, answered in two C-level passes."""
+        return all(map(le, self.low, x)) and all(map(le, x, self.high))
+
+    @classmethod
+    def narrowest(cls, names: Sequence[str],
+                  parts: Sequence[tuple[Sequence[str], Envelope]]) -> Envelope:
+        """Over ``names``: per input, the tightest bounds of the ``parts`` (each an envelope
+        and the names of its inputs) that check it, unbounded where none does. It contains a
+        sample exactly when every part contains it (a NaN is inside none)."""
+        bounds = {name: [-math.inf, math.inf, -math.inf, math.inf] for name in names}
+        for inputs, e in parts:
+            for name, lower, upper, low, high in zip(inputs, e.lower, e.upper, e.low, e.high,
+                                                     strict=True):
+                b = bounds[name]
+                b[:] = max(b[0], lower), min(b[1], upper), max(b[2], low), min(b[3], high)
+        rows = [bounds[name] for name in names]
+        return cls(*([b[i] for b in rows] for i in range(4)))
 
     def outside(self, x: np.ndarray) -> np.ndarray:
         """Where the inputs of a batch (rows of ``x``) are outside the envelope."""

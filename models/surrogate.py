@@ -335,6 +335,11 @@ class ModelSet:
         self._bank = _bank(self.surrogates)
         self._envelopes = {v: Envelope.of(s.lower, s.upper) for v, s in self.surrogates.items()
                            if s.lower is not None and s.upper is not None}
+        # one check per step for the whole bank: inside the narrowest of its envelopes, every
+        # network is inside its own and no policy acts (outside it, each is checked as before)
+        self._common = None if self._bank is None else Envelope.narrowest(self._bank.inputs, [
+            (self.surrogates[v].inputs, self._envelopes[v])
+            for v in self._bank.variables if v in self._envelopes])
 
     def kind(self, variable: str) -> str:
         s = self.surrogates.get(variable)
@@ -375,20 +380,73 @@ class ModelSet:
         """:meth:`estimate` of every variable: ``(values, outside flags)``; the networks
         that share a :class:`~models.bank.Bank` run as one on a single sample.
         ``ceilings``: per variable, the ``ceiling`` of :meth:`estimate` (default 1)."""
-        raw = self._bank.run(signals) if self._bank is not None and not isinstance(
-            next(iter(physics.values())), np.ndarray) else {}
+        arrays = isinstance(next(iter(physics.values())), np.ndarray)
+        if arrays and self._bank is not None:
+            return self._estimate_all_batch(self._bank, signals, physics, t, ceilings or {})
+        raw: dict[str, float] = {}
+        inside = False
+        if self._bank is not None and not arrays:
+            x = [signals[n] for n in self._bank.inputs]
+            raw = dict(zip(self._bank.variables, self._bank.outputs(x), strict=True))
+            inside = self._common is not None and self._common.contains(x)
         ceilings = ceilings or {}
         values, flags = {}, {}
         for variable, value in physics.items():
             s = self.surrogates.get(variable)
             if s is None:
                 values[variable], flags[variable] = value, 0.0
+            elif variable in raw and inside:  # what _guarded does for a sample inside
+                values[variable] = (s.finish(raw[variable], value, ceilings.get(variable, 1.0))  # type: ignore[call-arg]
+                                    if s.takes_ceiling else s.finish(raw[variable], value))
+                flags[variable] = 0.0
             elif variable in raw:
                 values[variable], flags[variable] = self._guarded(
                     variable, s, signals, value, t, raw[variable], ceilings.get(variable, 1.0))
             else:
                 values[variable], flags[variable] = self.estimate(
                     variable, signals, value, t, ceilings.get(variable, 1.0))
+        return values, flags
+
+    def _estimate_all_batch(self, bank: Bank, signals: Mapping[str, Any],
+                            physics: Mapping[str, Any], t: float, ceilings: Mapping[str, Any],
+                            ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """:meth:`estimate_all` on arrays of variants (an ensemble): the bank's networks run
+        once on all of them; each variable then goes through the envelope policy per variant,
+        as :meth:`_estimate_batch` does (a variant outside under ``clamp`` is evaluated anew)."""
+        n = next(iter(physics.values())).shape[0]
+        raw = bank.run_batch(signals, n)
+        rows = dict(zip(bank.variables, raw, strict=True))
+        # every variant inside the bank's narrowest envelope: no network needs its own check
+        inside_all = self._common is not None and _inside(self._common, bank.inputs, signals)
+        values: dict[str, Any] = {}
+        flags: dict[str, Any] = {}
+        for variable, value in physics.items():
+            s = self.surrogates.get(variable)
+            ceiling = ceilings.get(variable, 1.0)
+            if s is None:
+                values[variable], flags[variable] = value, 0.0
+                continue
+            if variable not in rows:
+                values[variable], flags[variable] = self._estimate_batch(s, signals, value, t, ceiling)
+                continue
+            envelope = self._envelopes.get(variable)
+            outside = np.zeros(n)
+            if envelope is not None and not inside_all and not _inside(envelope, s.inputs, signals):
+                x = np.column_stack([np.broadcast_to(np.asarray(signals[name], dtype=float), (n,))
+                                     for name in s.inputs])
+                if self.policy == "clamp":  # the clamped inputs need their own evaluation
+                    values[variable], flags[variable] = self._estimate_batch(
+                        s, signals, value, t, ceiling)
+                    continue
+                bad = envelope.outside(x)
+                self._batch_outside(s, envelope, x, bad, t)  # stop raises, warn warns once
+                outside = bad.any(axis=1).astype(float)
+            ceilings_n = np.broadcast_to(np.asarray(ceiling, dtype=float), (n,))
+            estimate: Any = (s.finish(rows[variable], value, ceilings_n)  # type: ignore[call-arg]
+                             if s.takes_ceiling else s.finish(rows[variable], value))
+            if self.policy == "physics":
+                estimate = np.where(outside > 0.0, value, estimate)
+            values[variable], flags[variable] = estimate, outside
         return values, flags
 
     def _guarded(self, variable: str, s: Surrogate, signals: Mapping[str, Any], physics: float,
@@ -452,6 +510,16 @@ def _bank(surrogates: Mapping[str, Surrogate]) -> Bank | None:
         return None
     return Bank({v: (chains[v] or [], [(c.signal, c.constant) for c in s.columns])
                  for v, s in members.items()})
+
+
+def _inside(envelope: Envelope, inputs: Sequence[str], signals: Mapping[str, Any]) -> bool:
+    """Whether every variant's inputs lie inside the envelope (the usual case, checked on
+    each input's smallest and largest value)."""
+    for name, low, high in zip(inputs, envelope.low, envelope.high, strict=True):
+        v = signals[name]
+        if not (low <= np.min(v) and np.max(v) <= high):
+            return False
+    return True
 
 
 def _one(s: Surrogate, x: Sequence[float], physics: float, raw: float | None,
