@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 from collections.abc import Mapping
 
+import numpy as np
+
 from cosim import Component, Parameter, Port
-from models.electrochemistry import gas_mol_s
+from models.electrochemistry import SCALAR, gas_ml_min, gas_mol_s, namespace
 
 __all__ = ["Feed"]
+
+_ML_MIN_PER_MOL_S = gas_ml_min(1.0)  # gas_mol_s(f) is f / this
 
 
 class Feed(Component):
@@ -85,22 +89,105 @@ class Feed(Component):
                   tunable=True),
     )
     state_names = ("_co2", "_n2", "_an", "_cat", "_c_an", "_c_cat", "_rh", "_fed", "_recycled")
+    # the actuator states (floats, or arrays of variants), set by the first step
+    _n2: Any
+    _an: Any
+    _cat: Any
+    _c_an: Any
+    _c_cat: Any
+    _rh: Any
+    #: steps arrays of variants too (an ensemble, :mod:`co2twin.ensemble`)
+    supports_arrays: ClassVar[bool] = True
 
     def initialize(self, t0: float) -> None:
         self._co2 = None
         self._fed = 0.0
         self._recycled = 0.0
+        # (dt, time constants) -> the decay factors of the float step, computed once per key
+        self._decays: tuple[Any, ...] = ()
 
     def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        # floats take the math functions, arrays of variants (an ensemble) NumPy's: the
+        # same arithmetic either way, each branch of the scalar step a ``where`` on arrays
+        xp = namespace(inputs["gas_flow_setpoint"], inputs["co2_fraction_setpoint"],
+                       inputs["co2_recycle"])
+        if xp is SCALAR and self._co2 is not None:
+            return self._step_floats(dt, inputs)
+        return self._step_general(dt, inputs, xp)
+
+    def _step_floats(self, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """:meth:`_step_general` on floats after the first step, unrolled: the same operations
+        in the same order (``min(a, b)`` written ``b if b < a else a``, what it returns), the
+        decay factors ``exp(-dt / tau)`` kept while ``dt`` and the time constants stay."""
+        p = self.p
+        q, x = inputs["gas_flow_setpoint"], inputs["co2_fraction_setpoint"] / 100.0
+        co2_sp = q * x
+        n2_sp = q - co2_sp
+        an_sp, cat_sp = inputs["anolyte_flow_setpoint"], inputs["catholyte_flow_setpoint"]
+        co2_max, n2_max, pump_max = p.co2_mfc_max, p.n2_mfc_max, p.pump_max
+        co2_t = (co2_max if co2_max < co2_sp else co2_sp) * p.co2_supply_fraction
+        n2_t = n2_max if n2_max < n2_sp else n2_sp
+        an_t = (pump_max if pump_max < an_sp else an_sp) * p.anolyte_pump_on
+        cat_t = (pump_max if pump_max < cat_sp else cat_sp) * p.catholyte_pump_on
+        c_an_t, c_cat_t = inputs["anolyte_conc_setpoint"], inputs["catholyte_conc_setpoint"]
+        rh_t = inputs["humidity_setpoint"]
+        if dt > 0.0:
+            key = (dt, p.mfc_time_constant, p.pump_time_constant, p.dosing_time_constant,
+                   p.humidifier_time_constant)
+            if self._decays[:1] != (key,):
+                self._decays = (key, *(_decay(dt, tau) for tau in key[1:]))
+            _, gas_lag, pump_lag, dosing_lag, rh_lag = self._decays
+            self._co2 = co2_t + (self._co2 - co2_t) * gas_lag
+            self._n2 = n2_t + (self._n2 - n2_t) * gas_lag
+            self._an = an_t + (self._an - an_t) * pump_lag
+            self._cat = cat_t + (self._cat - cat_t) * pump_lag
+            self._c_an = c_an_t + (self._c_an - c_an_t) * dosing_lag
+            self._c_cat = c_cat_t + (self._c_cat - c_cat_t) * dosing_lag
+            self._rh = rh_t + (self._rh - rh_t) * rh_lag
+        fresh = self._co2 / _ML_MIN_PER_MOL_S
+        self._fed = self._fed + fresh * dt
+        recycle = inputs["co2_recycle"]
+        recycle_rate = recycle / _ML_MIN_PER_MOL_S
+        self._recycled = self._recycled + recycle_rate * dt
+        co2 = self._co2 + recycle
+        total = co2 + self._n2
+        co2_sat, n2_sat = co2_sp > co2_max, n2_sp > n2_max
+        an_sat, cat_sat = an_sp > pump_max, cat_sp > pump_max
+        return {
+            "gas_flow": total,
+            "co2_fraction": 100.0 * co2 / total if total > 0.0 else 0.0,
+            "co2_flow": co2,
+            "fresh_co2_rate": fresh,
+            "fresh_co2_fed": self._fed,
+            "recycle_co2_rate": recycle_rate,
+            "anolyte_flow": self._an,
+            "catholyte_flow": self._cat,
+            "anolyte_conc": self._c_an,
+            "catholyte_conc": self._c_cat,
+            "humidity": self._rh,
+            "recycle_co2_fed": self._recycled,
+            "co2_mfc_request": co2_sp,
+            "n2_mfc_request": n2_sp,
+            "co2_mfc_flow": self._co2,
+            "n2_mfc_flow": self._n2,
+            "co2_mfc_saturated": 1.0 if co2_sat else 0.0,
+            "n2_mfc_saturated": 1.0 if n2_sat else 0.0,
+            "anolyte_pump_saturated": 1.0 if an_sat else 0.0,
+            "catholyte_pump_saturated": 1.0 if cat_sat else 0.0,
+            "saturated": 1.0 if co2_sat or n2_sat or an_sat or cat_sat else 0.0,
+        }
+
+    def _step_general(self, dt: float, inputs: Mapping[str, Any], xp: Any) -> dict[str, Any]:
+        """:meth:`step` in the namespace ``xp``: arrays of variants, and the first float step."""
         p = self.p
         q, x = inputs["gas_flow_setpoint"], inputs["co2_fraction_setpoint"] / 100.0
         co2_sp = q * x
         n2_sp = q - co2_sp
         targets = (
-            min(co2_sp, p.co2_mfc_max) * p.co2_supply_fraction,
-            min(n2_sp, p.n2_mfc_max),
-            min(inputs["anolyte_flow_setpoint"], p.pump_max) * p.anolyte_pump_on,
-            min(inputs["catholyte_flow_setpoint"], p.pump_max) * p.catholyte_pump_on,
+            xp.minimum(co2_sp, p.co2_mfc_max) * p.co2_supply_fraction,
+            xp.minimum(n2_sp, p.n2_mfc_max),
+            xp.minimum(inputs["anolyte_flow_setpoint"], p.pump_max) * p.anolyte_pump_on,
+            xp.minimum(inputs["catholyte_flow_setpoint"], p.pump_max) * p.catholyte_pump_on,
             inputs["anolyte_conc_setpoint"],
             inputs["catholyte_conc_setpoint"],
             inputs["humidity_setpoint"],
@@ -122,18 +209,25 @@ class Feed(Component):
             )
             states = (self._co2, self._n2, self._an, self._cat, self._c_an, self._c_cat, self._rh)
             (self._co2, self._n2, self._an, self._cat, self._c_an, self._c_cat, self._rh) = (
-                target + (y - target) * (math.exp(-dt / tau) if tau > 0.0 else 0.0)
+                target + (y - target) * _decay(dt, tau)
                 for y, target, tau in zip(states, targets, taus, strict=True)
             )
         fresh = gas_mol_s(self._co2)
-        self._fed += fresh * dt
+        self._fed = self._fed + fresh * dt  # not +=: an array would change in place
         recycle = inputs["co2_recycle"]
-        self._recycled += gas_mol_s(recycle) * dt
+        self._recycled = self._recycled + gas_mol_s(recycle) * dt
         co2 = self._co2 + recycle
         total = co2 + self._n2
+        saturated: list[Any]
+        if xp is SCALAR:
+            fraction = 100.0 * co2 / total if total > 0.0 else 0.0
+            saturated = [1.0 if f else 0.0 for f in (*flags, any(flags))]
+        else:
+            fraction = np.where(total > 0.0, 100.0 * co2 / np.maximum(total, 1e-300), 0.0)
+            saturated = [np.where(f, 1.0, 0.0) for f in (*flags, flags[0] | flags[1] | flags[2] | flags[3])]
         return {
             "gas_flow": total,
-            "co2_fraction": 100.0 * co2 / total if total > 0.0 else 0.0,
+            "co2_fraction": fraction,
             "co2_flow": co2,
             "fresh_co2_rate": fresh,
             "fresh_co2_fed": self._fed,
@@ -148,9 +242,16 @@ class Feed(Component):
             "n2_mfc_request": n2_sp,
             "co2_mfc_flow": self._co2,
             "n2_mfc_flow": self._n2,
-            "co2_mfc_saturated": 1.0 if flags[0] else 0.0,
-            "n2_mfc_saturated": 1.0 if flags[1] else 0.0,
-            "anolyte_pump_saturated": 1.0 if flags[2] else 0.0,
-            "catholyte_pump_saturated": 1.0 if flags[3] else 0.0,
-            "saturated": 1.0 if any(flags) else 0.0,
+            "co2_mfc_saturated": saturated[0],
+            "n2_mfc_saturated": saturated[1],
+            "anolyte_pump_saturated": saturated[2],
+            "catholyte_pump_saturated": saturated[3],
+            "saturated": saturated[4],
         }
+
+
+def _decay(dt: float, tau: Any) -> Any:
+    """``exp(-dt / tau)``, 0 for no lag (``tau`` 0); element-wise for a parameter varied per variant."""
+    if isinstance(tau, np.ndarray):
+        return np.where(tau > 0.0, np.exp(-dt / np.where(tau > 0.0, tau, 1.0)), 0.0)
+    return math.exp(-dt / tau) if tau > 0.0 else 0.0

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 from collections.abc import Mapping
+
+import numpy as np
 
 from cosim import Component, Parameter, Port
 
@@ -39,15 +41,22 @@ class PowerSupply(Component):
         Parameter("output_enabled", 1.0, "1", "0 trips the output", 0.0, 1.0, tunable=True),
     )
     state_names = ("_current",)
+    #: steps arrays of variants too (an ensemble, :mod:`co2twin.ensemble`)
+    supports_arrays: ClassVar[bool] = True
 
     def initialize(self, t0: float) -> None:
         self._current: float | None = None
 
     def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
         p = self.p
-        rated = inputs["current_setpoint"] > p.max_current and p.output_enabled > 0.0
-        target = min(inputs["current_setpoint"], p.max_current) * p.output_enabled
-        voltage = inputs["cell_voltage"]
+        setpoint, voltage = inputs["current_setpoint"], inputs["cell_voltage"]
+        if (type(setpoint) is not float and isinstance(setpoint, np.ndarray)) or (
+                type(voltage) is not float and isinstance(voltage, np.ndarray)):
+            return self._step_arrays(dt, setpoint, voltage)
+        # min(a, b) written ``b if b < a else a`` (what it returns) saves its call every step
+        max_current = p.max_current
+        rated = setpoint > max_current and p.output_enabled > 0.0
+        target = (max_current if max_current < setpoint else setpoint) * p.output_enabled
         limited = voltage > p.max_voltage
         previous = target if self._current is None else self._current
         if limited:
@@ -57,8 +66,33 @@ class PowerSupply(Component):
             current = target
         else:
             change = p.slew_rate * dt
-            current = previous + max(-change, min(change, target - previous))
+            move = target - previous
+            move = move if move < change else change  # min(change, move)
+            current = previous + (move if move > -change else -change)  # max(-change, move)
             slewed = dt > 0.0 and abs(target - previous) > change
         self._current = current
         return {"current": current, "voltage_limited": 1.0 if limited else 0.0,
                 "current_limited": 1.0 if rated else 0.0, "slew_limited": 1.0 if slewed else 0.0}
+
+    def _step_arrays(self, dt: float, setpoint: Any, voltage: Any) -> dict[str, Any]:
+        """:meth:`step` on arrays of variants (an ensemble): the same arithmetic, element-wise,
+        each branch of the scalar step a ``where``."""
+        p = self.p
+        rated = (setpoint > p.max_current) & (np.asarray(p.output_enabled) > 0.0)
+        target = np.minimum(setpoint, p.max_current) * p.output_enabled
+        limited = voltage > p.max_voltage
+        previous = target if self._current is None else self._current
+        # where limited, the voltage exceeds max_voltage >= 0: the division is the scalar one
+        target = np.where(limited, np.minimum(target, previous * p.max_voltage
+                                              / np.maximum(voltage, 1e-300)), target)
+        if self._current is None:
+            current, slewed = target, np.zeros(np.shape(target), dtype=bool)
+        else:
+            change = p.slew_rate * dt
+            off = np.asarray(p.output_enabled) == 0.0
+            current = np.where(off, target,
+                               previous + np.maximum(-change, np.minimum(change, target - previous)))
+            slewed = ~off & (dt > 0.0) & (np.abs(target - previous) > change)
+        self._current = current
+        return {"current": current, "voltage_limited": np.where(limited, 1.0, 0.0),
+                "current_limited": np.where(rated, 1.0, 0.0), "slew_limited": np.where(slewed, 1.0, 0.0)}

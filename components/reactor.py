@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from collections.abc import Mapping
 
 from cosim import Component, Parameter, Port
@@ -24,6 +24,19 @@ _BOUNDS = {
     "catholyte_flow_ref": (1e-9, math.inf), "c_residual": (1e-9, math.inf),
 }
 
+
+# the constants of models.electrochemistry the float step inlines (same values, same bits)
+_F = ec.F
+_ZF = ec.Z_FORMATE * ec.F
+_ZH = ec.Z_H2 * ec.F
+_KW = ec.KW
+_ML_MIN_PER_MOL_S = ec.gas_ml_min(1.0)
+_PKW_25 = ec.pkw_water(25.0)
+# Reactor._estimate_floats names the flag outputs of these variables, in this order
+if tuple(VARIABLES) != ("cell_voltage", "fe_formate", "outlet_co2_fraction", "anolyte_ph"):
+    raise ImportError(f"components/reactor.py: the float step names the flag outputs of "
+                      f"cell_voltage, fe_formate, outlet_co2_fraction, anolyte_ph; "
+                      f"models.variables.VARIABLES has {tuple(VARIABLES)}")
 
 #: per variable: its envelope flag, bound flag and correction columns
 _COLUMNS_OF = {v: (f"{v}_outside_envelope", f"{v}_bounded", f"{v}_correction") for v in VARIABLES}
@@ -128,6 +141,8 @@ class Reactor(Component):
         "_temperature", "_oh", "_charge_ah", "_hours", "_energy", "_formate", "_co2_fed",
         "_carbonate", "_heat",
     )
+    #: steps arrays of variants too (an ensemble, :mod:`co2twin.ensemble`)
+    supports_arrays: ClassVar[bool] = True
 
     def __init__(self, models: ModelSet | None = None, **parameters: float) -> None:
         super().__init__(**parameters)
@@ -166,6 +181,17 @@ class Reactor(Component):
             self.models.set_state(state["__models__"])
 
     def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        xp = ec.namespace(inputs["current"], inputs["gas_flow"], inputs["co2_fraction"],
+                          inputs["anolyte_flow"], inputs["catholyte_flow"], inputs["anolyte_conc"],
+                          inputs["catholyte_conc"], inputs["ambient_temperature"])
+        if xp is ec.SCALAR and self._oh is not None:
+            return self._step_floats(t, dt, inputs)
+        return self._step_general(t, dt, inputs, xp)
+
+    def _step_general(self, t: float, dt: float, inputs: Mapping[str, Any], xp: Any) -> dict[str, Any]:
+        """:meth:`step` through the physics functions of :mod:`models.electrochemistry` in the
+        namespace ``xp``: arrays of variants (an ensemble), and the first step of floats.
+        :meth:`_step_floats` is the same arithmetic on floats, in the same order."""
         c = self._cell
         current = inputs["current"]
         gas = inputs["gas_flow"]
@@ -173,7 +199,6 @@ class Reactor(Component):
         q_an, q_cat = inputs["anolyte_flow"], inputs["catholyte_flow"]
         c_an, c_cat = inputs["anolyte_conc"], inputs["catholyte_conc"]
         ambient = inputs["ambient_temperature"]
-        xp = ec.namespace(current, gas, x, q_an, q_cat, c_an, c_cat, ambient)
 
         if self._oh is None:
             # start at the steady state of a flowing anolyte; a stagnant one has none (it
@@ -259,6 +284,166 @@ class Reactor(Component):
         out["estimate_bounded"] = bounded
         return out
 
+    def _step_floats(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """:meth:`step` on plain floats after the first step (the single run's every step).
+
+        The physics functions of :mod:`models.electrochemistry` inlined, with the same
+        operations in the same order, so the bits are those of :meth:`_step_general` in the
+        :data:`~models.electrochemistry.SCALAR` namespace (tests/test_fast_paths.py checks).
+        A branch taken with ``where`` there is a conditional here (``max(a, b)`` is written
+        ``b if b > a else a``, which is what ``max`` returns); what could raise (``exp``,
+        ``**``) is still evaluated wherever the general path evaluates it.
+        """
+        c = self._cell
+        exp = math.exp
+        current = inputs["current"]
+        gas = inputs["gas_flow"]
+        x = inputs["co2_fraction"]
+        q_an, q_cat = inputs["anolyte_flow"], inputs["catholyte_flow"]
+        c_an, c_cat = inputs["anolyte_conc"], inputs["catholyte_conc"]
+        ambient = inputs["ambient_temperature"]
+        humidity = inputs["humidity"]
+
+        # ec.hydroxide_step
+        oh = self._oh
+        volume = c.anolyte_volume_L
+        q = q_an / 60000.0
+        sink = current / _F
+        decay = exp(-q * dt / volume)
+        steady = c_an - sink / (1e-300 if q < 1e-300 else q)
+        self._oh = oh = (steady + (oh - steady) * decay) if q > 1e-12 else oh - sink / volume * dt
+        # ec.first_order_step of the temperature
+        conductance = c.ua_ambient + c.electrolyte_heat * (q_an + q_cat) / 60.0
+        target = ambient + self._heat / conductance
+        self._temperature = temperature = target + (self._temperature - target) * exp(
+            -(conductance / c.heat_capacity) * dt)
+        self._charge_ah = charge = self._charge_ah + current * dt / 3600.0
+        self._hours = hours = self._hours + (dt / 3600.0 if current > 0.0 else 0.0)
+        damage = -math.expm1(-(charge / c.ageing_charge_Ah + hours / c.ageing_hours))
+
+        co2_in = gas * x / 100.0 / _ML_MIN_PER_MOL_S
+        n2 = gas * (1.0 - x / 100.0) / _ML_MIN_PER_MOL_S
+        j, cat_stop, formate, carbonate, demand, safe_current, fe = _split_floats(
+            c, current, gas, x, q_cat, co2_in, damage)
+        voltage, ph = _voltage_ph_floats(c, oh, temperature, j, c_an, c_cat, cat_stop, humidity, damage)
+        h2 = (current - formate * ec.Z_FORMATE * _F) / _ZH
+        co2_out = co2_in - formate - carbonate
+        m = self.models
+        if m is not None:
+            (voltage, ph, formate, h2, co2_out, carbonate, fe, flag_outputs) = self._estimate_floats(
+                m, t + dt, inputs, j, temperature, charge, voltage, ph, fe, co2_in, n2, co2_out,
+                demand, safe_current)
+        outlet = co2_out + n2 + h2
+        power = voltage * current
+        heat = voltage - c.e_thermoneutral
+        self._heat = (0.0 if heat < 0.0 else heat) * current
+        self._energy = energy = self._energy + power * dt / 3.6e6
+        self._formate = produced = self._formate + formate * dt
+        self._co2_fed = fed = self._co2_fed + co2_in * dt
+        self._carbonate = lost = self._carbonate + carbonate * dt
+        safe_outlet = 1e-300 if outlet < 1e-300 else outlet
+        formate_mol_h = formate * 3600.0
+        out = {
+            "current_density": j,
+            "cell_voltage": voltage,
+            "fe_formate": fe,
+            "fe_h2": 1.0 - fe,
+            "formate_rate": formate,
+            "formate_production": formate_mol_h * ec.M_HCOO,
+            "h2_rate": h2,
+            "co2_in_rate": co2_in,
+            "co2_out_rate": co2_out,
+            "carbonate_rate": carbonate,
+            "n2_rate": n2,
+            "outlet_gas_flow": outlet * _ML_MIN_PER_MOL_S,
+            "outlet_co2_fraction": 100.0 * co2_out / safe_outlet,
+            "outlet_h2_fraction": 100.0 * h2 / safe_outlet,
+            "single_pass_conversion": 100.0 * formate / (1e-300 if co2_in < 1e-300 else co2_in),
+            "anolyte_ph": ph,
+            "cell_temperature": temperature,
+            "power": power,
+            "energy": energy,
+            "charge_passed": charge,
+            "formate_produced": produced,
+            "co2_fed": fed,
+            "carbonate_lost": lost,
+            "catalyst_damage": damage,
+            "formate_outlet_conc": (formate * ec.M_HCOO * 60000.0 / (1e-300 if q_cat < 1e-300 else q_cat)
+                                    if q_cat > 0.0 else 0.0),
+            "specific_energy": (power / (1e-300 if formate_mol_h < 1e-300 else formate_mol_h)
+                                if formate_mol_h > 1e-12 else 0.0),
+            "energy_per_kg": (power / (1e-300 if formate_mol_h * ec.M_HCOOH < 1e-300
+                                       else formate_mol_h * ec.M_HCOOH)
+                              if formate_mol_h > 1e-12 else 0.0),
+        }
+        out.update(dict.fromkeys(_FLAG_COLUMNS, current * 0.0) if m is None else flag_outputs)
+        return out
+
+    def _estimate_floats(self, m: ModelSet, t: float, inputs: Mapping[str, Any], j: float,
+                         temperature: float, charge: float, voltage: float, ph: float, fe: float,
+                         co2_in: float, n2: float, co2_out: float, demand: float,
+                         safe_current: float) -> tuple[Any, ...]:
+        """:meth:`_estimate` on plain floats, inlined the same way as :meth:`_step_floats`;
+        returns ``voltage, ph, formate, h2, co2_out, carbonate, fe`` and the flag outputs."""
+        current = inputs["current"]
+        x = inputs["co2_fraction"]
+        signals = {
+            "current": current,
+            "current_density": j,
+            "gas_flow": inputs["gas_flow"],
+            "co2_fraction": x,
+            "humidity": inputs["humidity"],
+            "anolyte_flow": inputs["anolyte_flow"],
+            "catholyte_flow": inputs["catholyte_flow"],
+            "anolyte_conc": inputs["anolyte_conc"],
+            "catholyte_conc": inputs["catholyte_conc"],
+            "ambient_temperature": inputs["ambient_temperature"],
+            "cell_temperature": temperature,
+            "charge_passed": charge,
+        }
+        if self._by_demand:
+            carbon = demand
+        else:
+            outlet_phys = co2_out + n2 + (current * (1.0 - fe)) / _ZH
+            carbon = 100.0 * co2_out / (1e-300 if outlet_phys < 1e-300 else outlet_phys)
+        supply = co2_in * _ZF / safe_current  # ec.fe_ceiling
+        est, flags = m.estimate_all(
+            signals, {"cell_voltage": voltage, "anolyte_ph": ph, "fe_formate": fe,
+                      "outlet_co2_fraction": carbon},
+            t, {"fe_formate": 1.0 if supply > 1.0 else supply})
+        closed = close(current, co2_in, n2, est["fe_formate"], est["outlet_co2_fraction"],
+                       demand=self._by_demand, physics_demand=demand)
+        v_raw, ph_raw = est["cell_voltage"], est["anolyte_ph"]
+        voltage = 0.0 if v_raw < 0.0 else v_raw
+        voltage = 100.0 if voltage > 100.0 else voltage
+        ph = -2.0 if ph_raw < -2.0 else ph_raw
+        ph = 16.0 if ph > 16.0 else ph
+        v_moved, ph_moved = abs(voltage - v_raw), abs(ph - ph_raw)
+        v_bounded = 1.0 if v_moved > 0.0 else 0.0
+        ph_bounded = 1.0 if ph_moved > 0.0 else 0.0
+        # the largest of the bound flags, from current * 0.0 in the order of VARIABLES, as
+        # the general path takes it (max(a, b) is b only where b > a)
+        bounded = current * 0.0
+        for flag in (v_bounded, closed.fe_bounded, closed.carbon_bounded, ph_bounded):
+            bounded = flag if flag > bounded else bounded
+        flag_outputs = {
+            "estimate_bounded": bounded,
+            "cell_voltage_outside_envelope": flags["cell_voltage"],
+            "fe_formate_outside_envelope": flags["fe_formate"],
+            "outlet_co2_fraction_outside_envelope": flags["outlet_co2_fraction"],
+            "anolyte_ph_outside_envelope": flags["anolyte_ph"],
+            "cell_voltage_bounded": v_bounded,
+            "fe_formate_bounded": closed.fe_bounded,
+            "outlet_co2_fraction_bounded": closed.carbon_bounded,
+            "anolyte_ph_bounded": ph_bounded,
+            "cell_voltage_correction": v_moved,
+            "fe_formate_correction": closed.fe_correction,
+            "outlet_co2_fraction_correction": closed.carbon_correction,
+            "anolyte_ph_correction": ph_moved,
+        }
+        return (voltage, ph, closed.formate, closed.h2, closed.co2_out, closed.carbonate, closed.fe,
+                flag_outputs)
+
     def _estimate(self, m: ModelSet, t: float, inputs: Mapping[str, Any], voltage: Any, ph: Any,
                   fe: Any, co2_in: Any, n2: Any, co2_out: Any, xp: Any) -> tuple[Any, ...]:
         """Surrogate estimates of the four variables, closed through the balances.
@@ -308,3 +493,65 @@ class Reactor(Component):
         }
         return (voltage, ph, closed.formate, closed.h2, closed.co2_out, closed.carbonate, closed.fe,
                 limits, flags)
+
+
+def _split_floats(c: ec.CellParameters, current: float, gas: float, x: float, q_cat: float,
+                  co2_in: float, damage: float) -> tuple[float, ...]:
+    """:func:`models.electrochemistry.faradaic_split` on floats, inlined for
+    :meth:`Reactor._step_floats`: ``j, exp(-q_cat / flow_ref), formate, carbonate, demand,
+    max(current, 1e-300), fe``."""
+    exp = math.exp
+    # ec.faradaic_split
+    j = current * 1000.0 / c.area_cm2
+    order = c.smooth_order
+    fe_kin = c.fe_max * -math.expm1(-j / c.j_onset) * (1.0 - c.fe_ageing_loss * damage)
+    cat_stop = exp(-q_cat / c.catholyte_flow_ref)  # the voltage takes it too
+    fe_kin = fe_kin * (1.0 - (1.0 - c.fe_no_catholyte) * cat_stop)
+    a = fe_kin * j
+    b = c.j_lim_ref * (x / 100.0) * ((0.0 if gas < 0.0 else gas) / 100.0) ** c.flow_exponent
+    a = a * b / (a**order + b**order + 1e-300) ** (1.0 / order)  # ec._soft_min
+    a = a * c.area_cm2 / 1000.0 / _ZF
+    b = c.supply_utilisation * co2_in
+    formate = a * b / (a**order + b**order + 1e-300) ** (1.0 / order)
+    remaining = co2_in - formate
+    demand = c.carbonate_per_electron * (x / 100.0)  # ec.carbonate_demand
+    electrons = demand * current / _F
+    carbonate = remaining * (electrons / (electrons + remaining + 1e-300))
+    safe_current = 1e-300 if current < 1e-300 else current
+    fe = formate * _ZF / safe_current
+    return j, cat_stop, formate, carbonate, demand, safe_current, fe
+
+
+def _voltage_ph_floats(c: ec.CellParameters, oh: float, temperature: float, j: float, c_an: float,
+                       c_cat: float, cat_stop: float, humidity: float, damage: float,
+                       ) -> tuple[float, float]:
+    """:func:`models.electrochemistry.cell_voltage` (its Nernst term on the 25 degC pH scale)
+    and the reported pH (:func:`~models.electrochemistry.ph_from_hydroxide` on
+    :func:`~models.electrochemistry.ph_scale`) on floats, inlined for :meth:`Reactor._step_floats`."""
+    exp = math.exp
+    # ec.cell_voltage, its Nernst term from ec.ph_from_hydroxide on the 25 degC scale
+    s = math.sqrt(oh * oh + 4.0 * _KW)
+    oh_activity = (oh + s) / 2.0 if oh >= 0.0 else 2.0 * _KW / (1e-300 if s - oh < 1e-300 else s - oh)
+    ph25 = 14.0 + math.log10(oh_activity)
+    kelvin_ratio = (temperature + 273.15) / 298.15
+    warmer = temperature - 25.0
+    activation = exp(c.j0_tc * warmer)
+    voltage = (
+        c.e_eq + c.de_dt * warmer
+        + 0.05916 * kelvin_ratio * (14.0 - ph25)
+        + c.tafel_cathode * kelvin_ratio * math.asinh(j / (2.0 * c.j0_cathode * activation))
+        + c.tafel_anode * kelvin_ratio * math.asinh(j / (2.0 * c.j0_anode * activation))
+        + (c.r_membrane * (1.0 + c.dry_membrane_factor * (1.0 - humidity / 100.0))
+           + c.r_anolyte / ((0.0 if c_an < 0.0 else c_an) + c.c_residual)
+           + c.r_catholyte * (1.0 + c.catholyte_stop_factor * cat_stop)
+           / ((0.0 if c_cat < 0.0 else c_cat) + c.c_residual))
+        * exp(-c.conductivity_tc * warmer) * j / 1000.0
+        + c.voltage_ageing * damage
+    )
+    # ec.ph_from_hydroxide on ec.ph_scale at the cell temperature
+    kelvin = temperature + 273.15
+    pkw = 14.0 - c.ph_temperature * (_PKW_25 - (4470.99 / kelvin - 6.0875 + 0.01706 * kelvin))
+    kw = 10.0 ** (-pkw)
+    s = math.sqrt(oh * oh + 4.0 * kw)
+    ph = pkw + math.log10((oh + s) / 2.0 if oh >= 0.0 else 2.0 * kw / (1e-300 if s - oh < 1e-300 else s - oh))
+    return voltage, ph

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 from collections.abc import Mapping
 
 from cosim import Component, Parameter, Port
 from models import electrochemistry as ec
 
 __all__ = ["Separation"]
+
+_ML_MIN_PER_MOL_S = ec.gas_ml_min(1.0)  # ec.gas_ml_min(r) is r * this
 
 
 class Separation(Component):
@@ -66,6 +68,8 @@ class Separation(Component):
                   0.0, 100.0),
     )
     state_names = ("_gas", "_tank", "_totals")
+    #: steps arrays of variants too (an ensemble, :mod:`co2twin.ensemble`)
+    supports_arrays: ClassVar[bool] = True
 
     def initialize(self, t0: float) -> None:
         total = self.p.separator_volume_L / ec.MOLAR_VOLUME_L
@@ -76,8 +80,76 @@ class Separation(Component):
         self._totals: tuple[Any, ...] = (0.0, 0.0, 0.0, 0.0, 0.0)
 
     def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        p = self.p
         xp = ec.namespace(*inputs.values())
+        if xp is ec.SCALAR:
+            return self._step_floats(dt, inputs)
+        return self._step_general(dt, inputs, xp)
+
+    def _step_floats(self, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """:meth:`_step_general` on floats, unrolled per gas: the same operations in the same
+        order (``max(a, b)`` written ``b if a < b else a``, what it returns)."""
+        p = self.p
+        exp = math.exp
+        co2, h2, n2 = inputs["co2_rate"], inputs["h2_rate"], inputs["n2_rate"]
+        holdup = p.separator_volume_L / ec.MOLAR_VOLUME_L
+        inflow = co2 + h2 + n2
+        b_co2, b_h2, b_n2 = self._gas
+        exchange = exp(-inflow / holdup * dt)
+        safe_in = 1e-300 if inflow < 1e-300 else inflow
+        s_co2, s_h2, s_n2 = co2 / safe_in * holdup, h2 / safe_in * holdup, n2 / safe_in * holdup
+        a_co2 = s_co2 + (b_co2 - s_co2) * exchange
+        a_h2 = s_h2 + (b_h2 - s_h2) * exchange
+        a_n2 = s_n2 + (b_n2 - s_n2) * exchange
+        self._gas = (a_co2, a_h2, a_n2)
+        if dt > 0.0:
+            o_co2, o_h2, o_n2 = co2 - (a_co2 - b_co2) / dt, h2 - (a_h2 - b_h2) / dt, n2 - (a_n2 - b_n2) / dt
+        else:
+            o_co2, o_h2, o_n2 = inflow * a_co2 / holdup, inflow * a_h2 / holdup, inflow * a_n2 / holdup
+        recycle = inputs["recycle_fraction"] * o_co2
+        vent_co2 = o_co2 - recycle
+        vent = vent_co2 + o_h2 + o_n2
+        safe_vent = 1e-300 if vent < 1e-300 else vent
+
+        volume = p.tank_volume_L
+        draw = inputs["product_draw"] / 60000.0  # L/s
+        formate_in = inputs["formate_rate"]
+        before_tank = self._tank
+        steady = formate_in * volume / (1e-300 if draw < 1e-300 else draw)
+        mixed = steady + (before_tank - steady) * exp(-draw / volume * dt)
+        self._tank = tank = mixed if draw > 0.0 else before_tank + formate_in * dt
+        if dt > 0.0:
+            draw_rate = formate_in - (tank - before_tank) / dt if draw > 0.0 else 0.0
+        else:
+            draw_rate = draw * tank / volume
+        conc = tank / volume
+        q_cat = inputs["catholyte_flow"] / 60000.0
+        received, vented, recycled, formate_total, drawn = self._totals
+        self._totals = totals = (received + co2 * dt, vented + vent_co2 * dt, recycled + recycle * dt,
+                                 formate_total + formate_in * dt, drawn + draw_rate * dt)
+        return {
+            "vent_flow": vent * _ML_MIN_PER_MOL_S,
+            "vent_co2_rate": vent_co2,
+            "vent_co2_fraction": 100.0 * vent_co2 / safe_vent,
+            "vent_h2_fraction": 100.0 * o_h2 / safe_vent,
+            "co2_recycle_flow": recycle * _ML_MIN_PER_MOL_S,
+            "co2_recycle_rate": recycle,
+            "separator_co2": a_co2,
+            "tank_formate": tank,
+            "tank_formate_conc": conc,
+            "tank_formic_acid": conc * ec.M_HCOOH,
+            "cell_outlet_formate_conc": (
+                conc + (formate_in / (1e-300 if q_cat < 1e-300 else q_cat) if q_cat > 0.0 else 0.0)),
+            "product_draw_rate": draw_rate,
+            "co2_received": totals[0],
+            "co2_vented": totals[1],
+            "co2_recycled": totals[2],
+            "formate_received": totals[3],
+            "product_drawn": totals[4],
+        }
+
+    def _step_general(self, dt: float, inputs: Mapping[str, Any], xp: Any) -> dict[str, Any]:
+        """:meth:`step` in the namespace ``xp`` (arrays of variants, an ensemble)."""
+        p = self.p
         feed = (inputs["co2_rate"], inputs["h2_rate"], inputs["n2_rate"])
         holdup = p.separator_volume_L / ec.MOLAR_VOLUME_L
         inflow = feed[0] + feed[1] + feed[2]

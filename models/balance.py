@@ -104,17 +104,28 @@ def close(current: Any, co2_in: Any, n2: Any, fe: Any, carbon: Any, *, demand: b
 
 def _close_one(current: float, co2_in: float, n2: float, fe: float, demand: float) -> Closed:
     """:func:`close` of one sample with a carbonate demand: the reactor's every step, in plain
-    floats (the same operations in the same order as the general path)."""
-    ceiling = min(co2_in * _ZF / max(current, 1e-300), 1.0)
-    formate = min(min(max(fe, 0.0), ceiling) * current / _ZF, co2_in)
-    fe_used = formate * _ZF / max(current, 1e-300)
+    floats (the same operations in the same order as the general path).
+
+    ``max(a, b)`` is written ``b if a < b else a`` and ``min(a, b)`` ``b if b < a else a``:
+    what the builtins return, NaN and signed zeros included, without their calls."""
+    safe_current = 1e-300 if current < 1e-300 else current
+    ceiling = co2_in * _ZF / safe_current
+    ceiling = 1.0 if ceiling > 1.0 else ceiling
+    fe_b = 0.0 if fe < 0.0 else fe
+    fe_b = ceiling if ceiling < fe_b else fe_b
+    formate = fe_b * current / _ZF
+    formate = co2_in if co2_in < formate else formate
+    fe_used = formate * _ZF / safe_current
     fe_correction = abs(fe - fe_used) if current > 0.0 else 0.0
-    h2 = max((current - formate * _ZF) / _ZH, 0.0)
+    h2 = (current - formate * _ZF) / _ZH
+    h2 = 0.0 if h2 < 0.0 else h2
     remaining = co2_in - formate
     electrons = current / ec.F
     lo, hi = DEMAND_BOUNDS
-    k = min(max(demand, lo), hi)
-    carbonate = ec.carbonate_from_demand(remaining, k * electrons)
+    k = lo if demand < lo else demand
+    k = hi if hi < k else k
+    rate = k * electrons  # ec.carbonate_from_demand
+    carbonate = remaining * (rate / (rate + remaining + 1e-300))
     co2_out = remaining - carbonate
     carbon_correction = 0.0
     if k != demand:

@@ -48,10 +48,14 @@ SCALAR = SimpleNamespace(
 )
 
 
+_NDARRAY = np.ndarray
+
+
 def namespace(*values: Any) -> Any:
     """:data:`SCALAR` when every value is a plain number, else :mod:`numpy`."""
     for v in values:
-        if isinstance(v, np.ndarray):
+        # a float is never an array: its exact type check is the cheap common case
+        if type(v) is not float and isinstance(v, _NDARRAY):
             return np
     return SCALAR
 
