@@ -1,0 +1,850 @@
+"""Ensembles: N variants of one scenario in one pass, each signal an array of N.
+
+:func:`run_ensemble` builds the scenario once, as :func:`co2twin.scenario.build` does, and
+runs it on the same engine (the SimPy loop stays the master) with every signal an array of
+one value per variant: the components and the surrogates step all variants at once (the
+surrogates' fused network bank on its batch path). Each variant equals, to 1e-12, the same
+scenario run alone with the variant's overrides applied (:func:`apply_variant`, then
+:func:`co2twin.run`); not bit for bit, because NumPy's vectorised exp/tanh/matrix products
+may differ from the scalar ones in the last bit.
+
+A variant is a mapping of dotted scenario paths to values. The paths an ensemble can vary
+(:data:`PATHS`) are those that change values, not structure:
+
+==============================================  =================================================
+``seed``                                        the run's seed (sensor noise)
+``plant.<component>.<parameter>``               a plant component's parameter
+                                                (also spelled ``parameters.<component>.<parameter>``)
+``inputs.<name>``                               a number (a constant), or a mapping as in the
+                                                scenario file (constant, steps, ramp)
+``inputs.<name>.constant``                      a constant
+``inputs.<name>.steps``                         ``[[t, value], ...]``
+``inputs.<name>.scale``                         a factor on the scenario's profile of the input
+                                                (its constant, step values or ramp ends)
+``events[<i>].<field>``                         a field of event ``i``: ``at``, ``value``, ``to``,
+                                                ``duration``, ``fraction``, ``rate``, ``offset``,
+                                                ``std``, ``steps`` (``events.<i>.<field>`` too)
+==============================================  =================================================
+
+``<name>`` is a plant input (``current``) or ``component.port``; values are in the signal's
+own unit. Anything else (models, components, wiring, controllers, supply, timing, limits,
+an event's type or target) would change the structure: such variants belong in different
+ensembles, and :func:`run_ensemble` refuses them naming the path. An event's time may differ
+between variants (input and parameter events; a sensor fault's may not).
+
+Memory: the recorded rows stay in memory, ``rows x columns x N x 8`` bytes, with the kept
+signals and the ~50 signals the KPIs and balances read as columns and ``rows`` = steps /
+``every`` + 1: choose N (a chunk of a sweep) and ``every`` to bound it.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from components.plant import FLAGS, INPUTS, KEY_SIGNALS, recorded_as, resolve_input
+
+from cosim.ensemble_recorder import EnsembleRecorder
+from cosim.errors import ScenarioError
+from cosim.events import Event, RampInput, SensorFault, SetInput, SetParameter, SwitchProfile
+from cosim.profiles import Constant, Profile, Ramp, Shifted, Steps
+from cosim.simulation import Simulation
+from cosim.variants import ArrayRamp, Broadcast, Masked, PerVariant, Scaled, VariantRNG
+
+from .kpi import _ROWS, _TOTALS, balances, flags, kpis
+from .scenario import (
+    _close,
+    _event,
+    build,
+    envelopes,
+    operating_limits,
+    parse_scenario,
+)
+from .scenario_schema import InputSpec, Scenario
+
+__all__ = ["PATHS", "EnsembleResult", "apply_variant", "blas_threads", "build_ensemble",
+           "record_ensemble", "run_ensemble"]
+
+#: the paths a variant may set (see the module's docstring)
+PATHS = ("seed", "plant.<component>.<parameter>", "parameters.<component>.<parameter>",
+         "inputs.<name>", "inputs.<name>.constant", "inputs.<name>.steps", "inputs.<name>.scale",
+         "events[<i>].<field>")
+_EVENT_FIELDS = ("at", "value", "to", "duration", "fraction", "rate", "offset", "std", "steps")
+_INPUT_FIELDS = ("constant", "steps", "scale")
+#: the signals :func:`co2twin.kpi.kpis` reads beyond the flags, limits and balances
+_KPI_SIGNALS = ("reactor.charge_passed", "reactor.energy", "reactor.formate_produced",
+                "reactor.co2_fed", "feed.fresh_co2_fed", "separation.tank_formate_conc",
+                "separation.tank_formic_acid")
+_EVENT_PATH = re.compile(r"^events(?:\[(\d+)\]|\.(\d+))\.([a-z_]+)$")
+
+
+# -- the paths of a variant ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Path:
+    """One parsed variant path: what it sets."""
+
+    kind: str  # seed | parameter | input | event
+    key: tuple[Any, ...]  # (component, parameter) | (target, field or "") | (index, field)
+
+
+def _refuse(path: str, why: str, where: str) -> ScenarioError:
+    allowed = ", ".join(PATHS)
+    return ScenarioError(f"{where}: {path!r} {why}; an ensemble may vary: {allowed}. Variants that "
+                         "differ in structure belong in different ensembles")
+
+
+def _parse_path(path: Any, scenario: Scenario, sim: Simulation, where: str) -> _Path:
+    """What ``path`` sets, or a :class:`ScenarioError` naming it and what may vary."""
+    if not isinstance(path, str):
+        raise _refuse(repr(path), "is not a dotted path", where)
+    if path == "seed":
+        return _Path("seed", ())
+    head, _, rest = path.partition(".")
+    if head in ("plant", "parameters"):
+        component, _, parameter = rest.partition(".")
+        if not component or not parameter or "." in parameter:
+            raise _refuse(path, "expected plant.<component>.<parameter>", where)
+        if scenario.plant is False:
+            raise _refuse(path, "sets a plant parameter, but the scenario has no plant", where)
+        comp = sim.components.get(component)
+        if comp is None or component not in ("power", "feed", "reactor", "separation"):
+            raise _refuse(path, "names no plant component (power, feed, reactor, separation)", where)
+        if parameter not in {p.name for p in comp.parameters}:
+            known = ", ".join(p.name for p in comp.parameters)
+            raise _refuse(path, f"names no parameter of {component} (known: {known})", where)
+        return _Path("parameter", (component, parameter))
+    if head == "inputs" and rest:
+        name, field = rest, ""
+        for suffix in _INPUT_FIELDS:
+            if rest.endswith("." + suffix) and _is_input(rest[: -len(suffix) - 1], sim):
+                name, field = rest[: -len(suffix) - 1], suffix
+        if not _is_input(name, sim):
+            raise _refuse(path, f"names no input (plant inputs: {', '.join(INPUTS)}, or "
+                          f"component.port of: {', '.join(sim.external_inputs)})", where)
+        return _Path("input", (resolve_input(name), field))
+    match = _EVENT_PATH.match(path)
+    if match:
+        index = int(match.group(1) or match.group(2))
+        field = match.group(3)
+        if index >= len(scenario.events):
+            raise _refuse(path, f"names no event (the scenario has {len(scenario.events)})", where)
+        spec = scenario.events[index]
+        if field not in _EVENT_FIELDS or field not in type(spec).model_fields:
+            fields = [f for f in _EVENT_FIELDS if f in type(spec).model_fields]
+            raise _refuse(path, f"is no field a variant may set on a {spec.type} event "
+                          f"(those: {', '.join(fields)})", where)
+        return _Path("event", (index, field))
+    raise _refuse(path, "cannot vary within an ensemble", where)
+
+
+def _is_input(name: str, sim: Simulation) -> bool:
+    return resolve_input(name) in sim.external_inputs
+
+
+# -- one variant as a scenario of its own ---------------------------------------------------------
+def apply_variant(scenario: Scenario, variant: Mapping[str, Any]) -> Scenario:
+    """The scenario with ``variant``'s overrides applied, validated as a file would be: what
+    the variant of an ensemble equals when run alone (``co2twin.run(apply_variant(s, v))``)."""
+    sim = build(scenario.model_copy(update={"events": []}))
+    try:
+        parsed = {path: _parse_path(path, scenario, sim, "variant") for path in variant}
+    finally:
+        _close(sim.components.values())
+    data = scenario.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    for path, value in variant.items():
+        p = parsed[path]
+        if p.kind == "seed":
+            data["seed"] = value
+        elif p.kind == "parameter":
+            component, parameter = p.key
+            data.setdefault("plant", {}).setdefault(component, {})[parameter] = value
+        elif p.kind == "input":
+            target, field = p.key
+            inputs = data.setdefault("inputs", {})
+            key = next((k for k in inputs if resolve_input(k) == target), target)
+            if field == "scale":
+                inputs[key] = _scaled_spec(inputs.get(key), value, sim.port(target).start, path)
+            elif field:
+                inputs[key] = {field: value}
+            else:
+                inputs[key] = value
+        else:
+            index, field = p.key
+            data["events"][index][field] = value
+    return parse_scenario(data, source=f"{scenario.source} (variant)", base_dir=scenario.base_dir)
+
+
+def _scaled_spec(spec: Any, factor: float, start: float, path: str) -> Any:
+    """An input's spec (as dumped) with its values times ``factor``."""
+    if spec is None:
+        return start * factor
+    if isinstance(spec, (int, float)):
+        return spec * factor
+    spec = dict(spec)
+    if spec.get("constant") is not None:
+        spec["constant"] = spec["constant"] * factor
+    elif spec.get("steps") is not None:
+        spec["steps"] = [[t, v * factor] for t, v in spec["steps"]]
+    elif spec.get("ramp") is not None:
+        ramp = dict(spec["ramp"])
+        ramp["from"], ramp["to"] = ramp["from"] * factor, ramp["to"] * factor
+        spec["ramp"] = ramp
+    else:
+        raise ScenarioError(f"{path}: a CSV profile cannot be scaled by a variant; scale the "
+                            "file's values, or give the variant's profile as steps")
+    return spec
+
+
+# -- the plan: per path, one value per variant ------------------------------------------------------
+def _plan(scenario: Scenario, variants: Sequence[Mapping[str, Any]],
+          sim: Simulation) -> dict[_Path, list[Any]]:
+    """Path -> a list of N values (``None`` where a variant keeps the scenario's)."""
+    n = len(variants)
+    parsed: dict[str, _Path] = {}
+    plan: dict[_Path, list[Any]] = {}
+    for i, variant in enumerate(variants):
+        if not isinstance(variant, Mapping):
+            raise ScenarioError(f"variants[{i}]: expected a mapping of dotted paths to values, "
+                                f"found {type(variant).__name__}", scenario.source)
+        for path, value in variant.items():
+            p = parsed.get(path)
+            if p is None:
+                try:
+                    p = parsed[path] = _parse_path(path, scenario, sim, f"variants[{i}]")
+                except ScenarioError as exc:
+                    raise ScenarioError(exc.problems, scenario.source) from None
+            values = plan.get(p)
+            if values is None:
+                values = plan[p] = [None] * n
+            values[i] = value
+    return plan
+
+
+def _numbers(values: list[Any], base: Any, what: str, source: str) -> np.ndarray:
+    """One float per variant (``base`` where ``None``); refuses text, booleans and non-finite."""
+    out = np.empty(len(values))
+    for i, given in enumerate(values):
+        v = base if given is None else given
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise ScenarioError(f"variants[{i}]: {what}: expected a number, found {v!r}", source)
+        if not math.isfinite(float(v)):
+            raise ScenarioError(f"variants[{i}]: {what}: expected a finite number, found {v!r}",
+                                source)
+        out[i] = float(v)
+    return out
+
+
+def _seeds(values: list[Any], base: int, source: str) -> np.ndarray:
+    out = np.empty(len(values), dtype=np.uint64)
+    for i, given in enumerate(values):
+        v = base if given is None else given
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 <= v < 2**63:
+            raise ScenarioError(f"variants[{i}]: seed: expected a whole number in [0, 2**63), "
+                                f"found {v!r}", source)
+        out[i] = v
+    return out
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+def _input_profile(scenario: Scenario, sim: Simulation, target: str, fields: Mapping[str, list[Any]],
+                   n: int) -> Profile:
+    """The profile of input ``target`` for all variants: the scenario's where a variant sets
+    nothing, else the variant's spec or scaled profile."""
+    base = sim.profile(target)
+    if not fields:
+        return Broadcast(base, n)
+    specs = _input_specs(scenario, target, fields, n)
+    if all(s is None or _tag(s) == "scale" for s in specs):  # scaled or as it was
+        if not isinstance(base, (Constant, Steps, Ramp)):
+            raise ScenarioError(f"inputs.{target}.scale: a CSV profile cannot be scaled by a "
+                                "variant; scale the file's values, or give the profile as steps",
+                                scenario.source)
+        factors = _numbers([None if s is None else s[1] for s in specs], 1.0,
+                           f"inputs.{target}.scale", scenario.source)
+        return Scaled(base, factors)
+    if isinstance(base, Constant) and all(s is None or _tag(s) == "constant" for s in specs):
+        return Constant(_numbers([None if s is None else s[1] for s in specs],  # type: ignore[arg-type]
+                                 base.level, f"inputs.{target}", scenario.source))
+    keys: dict[str, int] = {}
+    profiles: list[Profile] = []
+    index = np.empty(n, dtype=np.intp)
+    for i, spec in enumerate(specs):
+        key = "base" if spec is None else repr(spec) if isinstance(spec, tuple) else \
+            spec.model_dump_json()
+        if key not in keys:
+            keys[key] = len(profiles)
+            profiles.append(_variant_profile(scenario, base, spec, target))
+        index[i] = keys[key]
+    return PerVariant(profiles, index)
+
+
+def _input_specs(scenario: Scenario, target: str, fields: Mapping[str, list[Any]],
+                 n: int) -> list[Any]:
+    """Per variant: None (the scenario's profile), ``("scale", f)``, ``("constant", c)`` or an
+    :class:`InputSpec`."""
+    specs: list[Any] = [None] * n
+    for field, values in fields.items():
+        for i, v in enumerate(values):
+            if v is None:
+                continue
+            if specs[i] is not None:
+                raise ScenarioError(f"variants[{i}]: sets input {target} twice (inputs.<name> and "
+                                    f"inputs.<name>.{field}); give one", scenario.source)
+            if field == "scale":
+                specs[i] = ("scale", v)
+            elif field in ("", "constant") and isinstance(v, (int, float)) and not isinstance(v, bool):
+                specs[i] = ("constant", v)  # the common case, without a schema check per variant
+            else:
+                specs[i] = _input_spec(field, v, target, i, scenario)
+    return specs
+
+
+def _variant_profile(scenario: Scenario, base: Profile, spec: Any, target: str) -> Profile:
+    """One variant's profile of an input from what :func:`_input_specs` made of it."""
+    if spec is None:
+        return base
+    if _tag(spec) == "constant":
+        return Constant(float(_numbers([spec[1]], 0.0, f"inputs.{target}", scenario.source)[0]))
+    if _tag(spec) == "scale":
+        factor = float(_numbers([spec[1]], 1.0, f"inputs.{target}.scale", scenario.source)[0])
+        return _scaled_profile(base, factor, target, scenario)
+    return _spec_profile(scenario, spec)
+
+
+def _tag(spec: Any) -> str | None:
+    """``scale`` or ``constant`` for a variant's (tag, number), None for an :class:`InputSpec`."""
+    return spec[0] if isinstance(spec, tuple) else None
+
+
+def _input_spec(field: str, value: Any, target: str, i: int, scenario: Scenario) -> InputSpec:
+    from pydantic import ValidationError
+
+    data = value if not field else {field: value}
+    if isinstance(data, Mapping) and data.get("csv") is not None:
+        raise ScenarioError(f"variants[{i}]: inputs.{target}: a variant's profile may be a "
+                            "constant, steps or a ramp, not a CSV file", scenario.source)
+    try:
+        return InputSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}"
+                             for e in exc.errors())
+        raise ScenarioError(f"variants[{i}]: inputs.{target}{'.' + field if field else ''}: "
+                            f"{problems}, found {value!r}", scenario.source) from None
+
+
+def _spec_profile(scenario: Scenario, spec: InputSpec) -> Profile:
+    if spec.constant is not None:
+        return Constant(spec.constant)
+    if spec.steps is not None:
+        return Steps(tuple(spec.steps))
+    assert spec.ramp is not None  # _input_spec refused CSV; the schema lets exactly one through
+    r = spec.ramp
+    return Ramp(r.initial, r.to, scenario.start + r.at, r.duration)
+
+
+def _scaled_profile(base: Profile, factor: float, target: str, scenario: Scenario) -> Profile:
+    """``base`` with its values times ``factor``, as :func:`apply_variant` writes it."""
+    if isinstance(base, Constant):
+        return Constant(base.level * factor)
+    if isinstance(base, Steps):
+        return Steps(tuple((t, v * factor) for t, v in base.points))
+    if isinstance(base, Ramp):
+        return Ramp(base.initial * factor, base.final * factor, base.start, base.duration)
+    raise ScenarioError(f"inputs.{target}.scale: a CSV profile cannot be scaled by a variant; "
+                        "scale the file's values, or give the profile as steps", scenario.source)
+
+
+# -- events ----------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class _VariantEvent(Event):
+    """Event ``index`` of the scenario at this time, for the variants in ``mask`` (None: all),
+    each with its own values: ``events[g]`` is the engine event of the variants where
+    ``groups == g``."""
+
+    index: int = 0
+    events: tuple[Event, ...] = ()
+    groups: Any = None  # array of N: which of ``events`` each variant takes
+    mask: Any = None  # array of N booleans, or None for every variant
+    drives: Any = None  # the ensemble's _Drives
+
+    def apply(self, sim: Any) -> str:
+        first = self.events[0]
+        n = len(self.groups)
+        pick = self._values
+        if isinstance(first, SetInput):
+            level: Any = pick(lambda e: e.value)  # Constant holds a float, or an array of N
+            self.drives.drive(sim, first.target, Constant(level), self.mask)
+            text = f"set {first.target}"
+        elif isinstance(first, RampInput):
+            initial = np.broadcast_to(sim.get(first.target), (n,))
+            ramp = ArrayRamp(initial, pick(lambda e: e.to), sim.time, pick(lambda e: e.duration))
+            self.drives.drive(sim, first.target, ramp, self.mask)
+            text = f"ramp {first.target}"
+        elif isinstance(first, SwitchProfile):
+            now = sim.time
+            shifted = [Shifted(e.profile, now) for e in self.events]  # type: ignore[attr-defined]
+            profile = PerVariant(shifted, self.groups) if len(shifted) > 1 else Broadcast(shifted[0], n)
+            self.drives.drive(sim, first.target, profile, self.mask)
+            text = f"switch {first.target} to {first.label}"
+        elif isinstance(first, SetParameter):
+            values = pick(lambda e: e.value)
+            if self.mask is not None:
+                component, _, name = first.target.partition(".")
+                old = getattr(sim.components[component].p, name)
+                values = np.where(self.mask, values, old)
+            sim.set_parameter(first.target, values)
+            text = first.label or f"set {first.target}"
+        elif isinstance(first, SensorFault):
+            sim.sensor_fault(first.target, first.mode, rate=pick(lambda e: e.rate),
+                             offset=pick(lambda e: e.offset), std=pick(lambda e: e.std))
+            text = f"sensor {first.target}: {first.mode}"
+        else:  # only the kinds above come from a scenario file
+            raise ScenarioError(f"events[{self.index}]: an ensemble cannot apply a "
+                                f"{type(first).__name__}")
+        count = "all variants" if self.mask is None else f"{int(np.sum(self.mask))} variant(s)"
+        spread = "" if len(self.events) == 1 else f", {len(self.events)} different values"
+        return f"events[{self.index}]: {text} ({count}{spread})"
+
+    def _values(self, get: Callable[[Any], Any]) -> np.ndarray:
+        """One value per variant of a field of the engine events."""
+        return np.array([float(get(e)) for e in self.events])[self.groups]
+
+
+@dataclass(frozen=True, eq=False)
+class _VariantSensorFault(_VariantEvent, SensorFault):
+    """A sensor fault of an ensemble: a :class:`SensorFault` to the engine, which then gives
+    the signal its true-value slot before the start (and records ``<signal>:true``)."""
+
+
+class _Drives:
+    """The profile each input follows now, so that an event in some variants only keeps the
+    others' profile (:class:`~cosim.variants.Masked`)."""
+
+    def __init__(self, profiles: dict[str, Profile]) -> None:
+        self.profiles = profiles
+
+    def drive(self, sim: Simulation, target: str, profile: Profile, mask: Any) -> None:
+        if mask is not None:
+            profile = Masked(self.profiles[target], profile, mask)
+        self.profiles[target] = profile
+        sim.drive(target, profile)
+
+
+def _schedule_events(scenario: Scenario, sim: Simulation, plan: dict[_Path, list[Any]], n: int,
+                     drives: _Drives) -> None:
+    """The scenario's events, each with its values per variant, at each variant's time."""
+    from pydantic import ValidationError
+
+    for index, spec in enumerate(scenario.events):
+        fields = {p.key[1]: values for p, values in plan.items()
+                  if p.kind == "event" and p.key[0] == index}
+        base = spec.model_dump(by_alias=True, exclude_unset=True)
+        keys: dict[str, int] = {}
+        specs: list[Any] = []
+        groups = np.empty(n, dtype=np.intp)
+        for i in range(n):
+            update = {f: v[i] for f, v in fields.items() if v[i] is not None}
+            key = json.dumps(update, sort_keys=True, default=repr)
+            if key not in keys:
+                try:
+                    one = type(spec).model_validate({**base, **update}) if update else spec
+                except ValidationError as exc:
+                    problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                         for e in exc.errors())
+                    raise ScenarioError(f"variants[{i}]: events[{index}]: {problems}",
+                                        scenario.source) from None
+                if one.at >= scenario.duration:  # as the scenario's checks say it
+                    raise ScenarioError(f"variants[{i}]: events[{index}].at: expected a time within "
+                                        f"[0, {scenario.duration:g}) s, found {one.at:g}",
+                                        scenario.source)
+                keys[key] = len(specs)
+                specs.append(one)
+            groups[i] = keys[key]
+        times = np.array([s.at for s in specs])[groups]
+        distinct = sorted(set(times.tolist()))
+        if len(distinct) > 1 and spec.type.startswith("sensor_"):
+            raise ScenarioError(f"events[{index}].at: a sensor fault's time cannot differ between "
+                                "the variants of an ensemble; put them in different ensembles",
+                                scenario.source)
+        for at in distinct:
+            mask = None if len(distinct) == 1 else times == at
+            used = sorted(set(groups[times == at].tolist()))
+            remap = np.zeros(len(specs), dtype=np.intp)
+            remap[used] = np.arange(len(used))
+            engine = tuple(_event(scenario, specs[g], sim) for g in used)
+            common: dict[str, Any] = {"index": index, "events": engine, "groups": remap[groups], "mask": mask,
+                      "drives": drives}
+            first = engine[0]
+            if isinstance(first, SensorFault):
+                sim.schedule(_VariantSensorFault(scenario.start + at, first.target, first.mode,
+                                                 **common))
+            else:
+                sim.schedule(_VariantEvent(scenario.start + at, **common))
+
+
+# -- running --------------------------------------------------------------------------------------
+def run_ensemble(scenario: Scenario, variants: Sequence[Mapping[str, Any]], *,
+                 keep: Sequence[str] | None = None, every: int | None = None,
+                 first_variant: int = 0) -> EnsembleResult:
+    """Run every variant of ``scenario`` in one pass; see the module's docstring.
+
+    ``variants``: one mapping of dotted path -> value per variant (``{}`` is the scenario as
+    it is). ``keep``: the signals (names or glob patterns) :meth:`EnsembleResult.frame_long`
+    gives; default the plant's key signals. ``every``: record every that many steps (default
+    the scenario's ``record.every``); the KPIs and balances are those of a single run recorded
+    at that rate. ``first_variant``: the number of the first variant in the results (a
+    sweep's chunk). Raises :class:`ScenarioError` for a path that cannot vary, naming it,
+    and :class:`~cosim.errors.SimulationError` as a single run would (naming the variant).
+    """
+    every = scenario.record.every if every is None else every
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ScenarioError(f"every: expected a whole number >= 1, found {every!r}", scenario.source)
+    n = len(variants)
+    sim = build_ensemble(scenario, variants)
+    try:
+        kept = _signals(sim, keep, [c for c, _ in KEY_SIGNALS])
+        recorded = _signals(sim, None if scenario.record.signals == "all" else scenario.record.signals,
+                            None)
+        needed = [c for c in _kpi_signals(scenario, sim) if c in recorded]
+        sim.record(list(dict.fromkeys([*kept, *needed])), every=every)
+        record_ensemble(sim, n, rows=scenario.steps // every + 1)
+        with blas_threads():
+            sim.advance_to(scenario.end)
+        recorder: EnsembleRecorder = sim.recorder  # type: ignore[assignment]
+        meta = {"name": scenario.name, "source": scenario.source, "step_s": scenario.step,
+                "duration_s": scenario.duration, "every": every,
+                "limits": operating_limits(scenario), "envelopes": envelopes(sim)}
+    finally:
+        _close(sim.components.values())
+    return EnsembleResult(recorder.times, recorder.columns, recorder.units, recorder.data(),
+                          kept=kept, meta=meta, events=list(sim.event_log),
+                          first_variant=first_variant)
+
+
+def build_ensemble(scenario: Scenario, variants: Sequence[Mapping[str, Any]]) -> Simulation:
+    """The simulation of ``variants`` of ``scenario``, built as :func:`co2twin.scenario.build`
+    builds one, not yet initialised: every input driven by a profile of one value per
+    variant, the events applied per variant, the noise drawn per variant's seed. It records
+    nothing yet: choose the signals (``sim.record``), then :func:`record_ensemble`. What
+    :func:`run_ensemble` and a vectorised environment run."""
+    n = len(variants)
+    if n < 1:
+        raise ScenarioError("expected at least one variant, found none", scenario.source)
+    probe = build(scenario.model_copy(update={"events": []}))
+    _close(probe.components.values())
+    _require_arrays(probe, scenario)
+    plan = _plan(scenario, variants, probe)
+    params: dict[str, dict[str, Any]] = {}
+    for p, values in plan.items():
+        if p.kind == "parameter":
+            component, parameter = p.key
+            base = scenario.plant[component].get(parameter) if scenario.plant and \
+                component in scenario.plant else None
+            default = base if base is not None else probe.components[component].parameter(parameter).default
+            params.setdefault(component, {})[parameter] = _numbers(
+                values, default, f"plant.{component}.{parameter}", scenario.source)
+    plant = scenario.plant
+    if params and plant is not False:
+        plant = {c: {**plant.get(c, {}), **params.get(c, {})} for c in {*plant, *params}}
+    sim = build(scenario.model_copy(update={"events": [], "plant": plant}))
+    try:
+        profiles: dict[str, Profile] = {}
+        for target in sim.external_inputs:
+            fields = {p.key[1]: v for p, v in plan.items() if p.kind == "input" and p.key[0] == target}
+            profiles[target] = _input_profile(scenario, sim, target, fields, n)
+            sim.drive(target, profiles[target])
+        _schedule_events(scenario, sim, plan, n, _Drives(profiles))
+        seeds = next((v for p, v in plan.items() if p.kind == "seed"), [None] * n)
+        sim.rng = VariantRNG(_seeds(seeds, scenario.seed, scenario.source))  # type: ignore[assignment]
+    except BaseException:
+        _close(sim.components.values())
+        raise
+    return sim
+
+
+def record_ensemble(sim: Simulation, n: int, *, rows: int = 16) -> None:
+    """Record ``sim``'s chosen signals with one value per variant (:class:`EnsembleRecorder`);
+    ``rows``: how many rows the run will record (they then go into one block)."""
+    sim.record_with(lambda columns, units, **kw: EnsembleRecorder(columns, units, n=n,
+                                                                  rows=rows, **kw))
+
+
+def blas_threads() -> Any:
+    """A context in which BLAS runs on :data:`_BLAS_THREADS` thread(s) (threadpoolctl)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(_BLAS_THREADS)
+
+
+#: why BLAS runs single-threaded in an ensemble: its products are small (tens of rows times N
+#: columns), where OpenBLAS's threads cost more in hand-over than they gain, and badly so on
+#: a busy machine; parallelism across cores comes from running chunks side by side (sweeps)
+_BLAS_THREADS = 1
+
+
+def _require_arrays(sim: Simulation, scenario: Scenario) -> None:
+    """Refuse components that do not step arrays of variants (controllers, the solar supply, FMUs)."""
+    scalar = [f"{name} ({type(c).__module__}.{type(c).__name__})" for name, c in sim.components.items()
+              if not getattr(c, "supports_arrays", False)]
+    if scalar:
+        raise ScenarioError(f"an ensemble steps every component on arrays of variants; these do "
+                            f"not (yet): {', '.join(scalar)}. Run such scenarios one at a time",
+                            scenario.source)
+
+
+def _signals(sim: Simulation, patterns: Sequence[str] | None, default: Sequence[str] | None,
+             ) -> list[str]:
+    """The signals named or matched by ``patterns`` (all if both are None)."""
+    if patterns is None:
+        if default is None:
+            return list(sim.signals)
+        return [s for s in default if s in sim.signals]
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    out: list[str] = []
+    for pattern in patterns:
+        hits = [s for s in sim.signals if fnmatch.fnmatchcase(s, pattern)]
+        if not hits:
+            raise ScenarioError(f"keep: {pattern!r} matches no signal; known: "
+                                f"{', '.join(sim.signals)}")
+        out.extend(h for h in hits if h not in out)
+    return out
+
+
+def _kpi_signals(scenario: Scenario, sim: Simulation) -> list[str]:
+    """Every signal :func:`co2twin.kpi.kpis`, ``balances`` and ``flags`` read."""
+    names: list[str] = [*_KPI_SIGNALS, *operating_limits(scenario)]
+    for f in FLAGS:
+        names += [f.column, *(c for c in (f.asked, f.got) if c), *(c for e in f.effects for c in e)]
+    names += [s for s in sim.signals if s.startswith("reactor.") and s.endswith(
+        ("_bounded", "_correction", "_outside_envelope"))]
+    for columns in (*_ROWS.values(), *_TOTALS.values()):
+        names += columns
+    for model in envelopes(sim).values():
+        names += [recorded_as(f"reactor.{name}") for name in model["inputs"]]
+    return [s for s in dict.fromkeys(names) if s in sim.signals]
+
+
+# -- results --------------------------------------------------------------------------------------
+class EnsembleResult:
+    """What :func:`run_ensemble` recorded: rows of every variant, and their KPIs and balances.
+
+    ``times`` (rows), ``columns`` and ``data`` (rows x columns x variants); ``kept``: the
+    signals :meth:`frame_long` gives; ``variants``: the variants' numbers.
+    """
+
+    def __init__(self, times: np.ndarray, columns: Sequence[str], units: Sequence[str],
+                 data: np.ndarray, *, kept: Sequence[str], meta: Mapping[str, Any],
+                 events: Sequence[tuple[float, str]], first_variant: int = 0) -> None:
+        self.times = times
+        self.columns = list(columns)
+        self.units = dict(zip(columns, units, strict=True))
+        self.data = data
+        self.kept = list(kept)
+        self.meta = dict(meta)
+        self.events = list(events)
+        self.variants = np.arange(data.shape[2]) + first_variant
+        self._col = {c: i for i, c in enumerate(self.columns)}
+
+    @property
+    def n(self) -> int:
+        """The number of variants."""
+        return int(self.data.shape[2])
+
+    def signal(self, name: str) -> np.ndarray:
+        """One recorded signal, rows x variants."""
+        if name not in self._col:
+            raise KeyError(f"{name!r} was not recorded; recorded: {', '.join(self.columns)}")
+        return self.data[:, self._col[name], :]
+
+    def frame(self, variant: int) -> pd.DataFrame:
+        """Variant ``variant``'s rows (its number, see ``variants``) as a single run's frame
+        holds them (indexed by ``time_s``), with the columns recorded."""
+        return self._frame(variant, {"units": dict(self.units), "scenario": dict(self.meta)})
+
+    def _frame(self, variant: int, attrs: Mapping[str, Any]) -> pd.DataFrame:
+        i = int(variant) - int(self.variants[0])
+        if not 0 <= i < self.n:
+            raise KeyError(f"no variant {variant}; these are {self.variants[0]}..{self.variants[-1]}")
+        frame = pd.DataFrame(self.data[:, :, i], index=pd.Index(self.times, name="time_s"),
+                             columns=self.columns)
+        frame.attrs.update(attrs)
+        return frame
+
+    def _per_variant(self, function: Callable[..., Any], *args: Any,
+                     only: set[int] | None = None) -> list[Any]:
+        """``function(frame of variant, *args)`` for every variant (or the positions ``only``).
+
+        Each variant's frame is first a :class:`_Rows` view of the recorded block, which gives
+        the KPI functions the columns, index, rows and metadata they read without pandas'
+        cost per column (a copy of the metadata each time, more than the KPIs themselves);
+        should a function ask for more than the view offers, that variant gets a DataFrame.
+        """
+        index = pd.Index(self.times, name="time_s")
+        attrs = {"units": self.units, "scenario": self.meta}
+        out = []
+        for i, v in enumerate(self.variants):
+            if only is not None and i not in only:
+                continue
+            try:
+                out.append(function(_Rows(self._col, self.data, i, index, attrs), *args))
+            except (AttributeError, TypeError, NotImplementedError):
+                out.append(function(self.frame(int(v)), *args))
+        return out
+
+    def frame_long(self) -> pd.DataFrame:
+        """The kept signals in long format: columns ``variant``, ``time``, then one per signal."""
+        rows = len(self.times)
+        out = pd.DataFrame({"variant": np.repeat(self.variants, rows),
+                            "time": np.tile(self.times, self.n)})
+        for name in self.kept:
+            out[name] = self.signal(name).T.reshape(-1)
+        out.attrs["units"] = {"time": "s", **{k: self.units[k] for k in self.kept}}
+        return out
+
+    def kpis(self) -> pd.DataFrame:
+        """One row per variant (column ``variant``): the KPIs :func:`co2twin.kpi.kpis` gives a
+        single run; a per-signal KPI (``outside_limits``, ``flagged``) as ``key[signal]``; NaN
+        where the single run would have no such KPI.
+
+        One call of :func:`co2twin.kpi.kpis` on every variant's columns at once (rows x
+        variants, each figure reduced over the rows), the same code a single run's KPIs
+        come from; the supply's KPIs, which go one run at a time, would go variant by variant.
+        """
+        limits = self.meta["limits"]
+        try:
+            figures = kpis(self._all_rows(), limits)
+        except NotImplementedError:
+            return _table(self.variants, [_flat(f) for f in self._per_variant(kpis, limits)])
+        return _columns(self.variants, _flat(figures))
+
+    def balances(self) -> pd.DataFrame:
+        """One row per variant: the worst relative residual of each balance
+        (:func:`co2twin.kpi.balances`, on every variant's columns at once as :meth:`kpis`)."""
+        try:
+            residuals = balances(self._all_rows())
+        except NotImplementedError:
+            return _table(self.variants, self._per_variant(balances))
+        return _columns(self.variants, residuals)
+
+    def _all_rows(self) -> _Rows:
+        """Every variant's recorded rows as one frame-like view: each column rows x variants."""
+        return _Rows(self._col, self.data, None, pd.Index(self.times, name="time_s"),
+                     {"units": self.units, "scenario": self.meta})
+
+    def flags(self) -> pd.DataFrame:
+        """Every flag a variant raised (saturation, bound, envelope, limit), one row each:
+        ``variant``, ``kind``, ``signal``, ``rows``, ``seconds``, ``first_s``, ``last_s``
+        (:func:`co2twin.kpi.flags`); nothing silent, per variant."""
+        flag_columns = [i for i, c in enumerate(self.columns)
+                        if c.endswith(("_saturated", "_limited", "_bounded", "_outside_envelope"))]
+        raised = (self.data[:, flag_columns, :] > 0.0).any(axis=(0, 1)) if flag_columns else \
+            np.zeros(self.n, dtype=bool)
+        limited = np.zeros(self.n, dtype=bool)
+        for name, (low, high) in self.meta["limits"].items():
+            if name in self._col:
+                values = self.signal(f"{name}:true" if f"{name}:true" in self._col else name)
+                if low is not None:
+                    limited |= (values < low).any(axis=0)
+                if high is not None:
+                    limited |= (values > high).any(axis=0)
+        entries = []
+        chosen = set(np.flatnonzero(raised | limited).tolist())
+        found = self._per_variant(flags, self.meta["limits"], only=chosen)
+        for i, raised_flags in zip(sorted(chosen), found, strict=True):
+            for entry in raised_flags:
+                entries.append({"variant": int(self.variants[i]), **{k: entry[k] for k in (
+                    "kind", "signal", "rows", "seconds", "first_s", "last_s")}})
+        columns = ["variant", "kind", "signal", "rows", "seconds", "first_s", "last_s"]
+        return pd.DataFrame(entries, columns=columns)
+
+    def to_parquet(self, folder: str | Path, *, chunk: int | None = None) -> dict[str, Path]:
+        """Write the kept signals, the KPIs and the balances under ``folder``, partitioned by
+        variant chunk: ``signals/chunk=<c>/part.parquet``, ``kpis/...``, ``balances/...``,
+        ``c`` (default the first variant's number, six digits) naming this chunk. Each file is
+        written whole or not at all (:mod:`cosim.atomic`); ``pandas.read_parquet(folder /
+        "kpis")`` reads every chunk back. Returns the paths written."""
+        from cosim.atomic import atomic_path
+
+        chunk = int(self.variants[0]) if chunk is None else chunk
+        tables = {"signals": self.frame_long(), "kpis": self.kpis(), "balances": self.balances()}
+        out: dict[str, Path] = {}
+        for name, table in tables.items():
+            path = Path(folder) / name / f"chunk={chunk:06d}" / "part.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                table.to_parquet(tmp, index=False)
+            out[name] = path
+        return out
+
+
+class _Rows:
+    """One variant's recorded rows (or with ``variant`` None every variant's, each column
+    rows x variants) as much of a DataFrame as :mod:`co2twin.kpi` reads:
+    ``columns``, ``index``, ``attrs``, ``len``, ``in``, and ``frame[column]`` with
+    ``to_numpy()`` and ``iloc`` (views of the ensemble's block, no copies)."""
+
+    def __init__(self, columns: Mapping[str, int], data: np.ndarray, variant: int | None,
+                 index: pd.Index, attrs: Mapping[str, Any]) -> None:
+        self.columns = columns
+        self._data, self._variant = data, variant
+        self.index = index
+        self.attrs = attrs
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __contains__(self, column: object) -> bool:
+        return column in self.columns
+
+    def __getitem__(self, column: str) -> _Values:
+        if not isinstance(column, str):
+            raise NotImplementedError("a _Rows view gives one column at a time")
+        if self._variant is None:
+            return _Values(self._data[:, self.columns[column], :])
+        return _Values(self._data[:, self.columns[column], self._variant])
+
+
+class _Values:
+    """One column of :class:`_Rows`: ``to_numpy()`` and positional ``iloc``."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.iloc = values
+
+    def to_numpy(self) -> np.ndarray:
+        return self.iloc
+
+
+def _flat(figures: Mapping[str, Any]) -> dict[str, Any]:
+    """A KPI dict with its per-signal dicts spread out as ``key[signal]``."""
+    out: dict[str, Any] = {}
+    for key, value in figures.items():
+        if isinstance(value, Mapping):
+            out.update({f"{key}[{k}]": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def _columns(variants: np.ndarray, figures: Mapping[str, Any]) -> pd.DataFrame:
+    """A table of one row per variant from figures that are each one per variant (or one
+    for all: the duration)."""
+    n = len(variants)
+    columns = {"variant": variants}
+    for key, value in figures.items():
+        columns[key] = np.full(n, value, dtype=float) if np.ndim(value) == 0 else np.asarray(value)
+    return pd.DataFrame(columns)
+
+
+def _table(variants: np.ndarray, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "variant", variants)
+    return frame
