@@ -24,7 +24,8 @@ control_app = typer.Typer(
     help="Control test cases: run a controller on a case, compare controllers, by the same KPIs.")
 
 _CONTROLLER_HELP = ("a controller shipped with the case (its name), a YAML file with one "
-                    "controller spec, or module:Class (a Python controller)")
+                    "controller spec, module:Class (a Python controller), or mpc (the oracle MPC "
+                    "on the twin's own checkpoints)")
 
 
 @control_app.command("run")
@@ -148,6 +149,18 @@ def _print(results: list[ControlResult], plot: Path | None, csv: Path | None) ->
     table.add_row("verdict", "", "", *[("[green]pass[/]" if r.passed else "[bold red]FAIL[/]")
                                        for r in results])
     out.print(table)
+    for r in results:
+        if r.solver:  # an optimising controller (the MPC): what its optimiser did
+            s = r.solver
+            out.print(f"{r.controller}: {s['moves']:.0f} moves of {s['move_s']:g} s over a "
+                      f"{s['horizon_s']:g} s horizon, {s['solves']:.0f} solves "
+                      f"({s['fallbacks']:.0f} on the penalty form), {s['model_runs']:.0f} model runs, "
+                      f"{s['median_move_ms']:.0f} ms per move (median; max {s['max_move_ms']:.0f})",
+                      markup=False, highlight=False, soft_wrap=True)
+            for actuator, span in s.get("ranges", {}).items():  # what it moved in, and why
+                out.print(f"{r.controller}: {actuator} in [{span['low']:.4g}, {span['high']:.4g}] "
+                          f"{span['unit']} (low: {span['low_from']}; high: {span['high_from']})",
+                          markup=False, highlight=False, soft_wrap=True)
     for r in results:
         for warning in r.warnings:
             err.print(f"[yellow]warning ({escape(r.controller)}):[/] {escape(warning)}",

@@ -47,6 +47,7 @@ def as_json(results: Sequence[ControlResult]) -> dict[str, Any]:
                 "verdicts": [{"kpi": v.kpi, "signal": v.key, "value": v.value, "min": v.min,
                               "max": v.max, "ok": v.ok} for v in r.verdicts],
                 "warnings": r.warnings,
+                **({"solver": r.solver} if r.solver else {}),
             } for r in results
         },
     })
