@@ -24,6 +24,14 @@ DECIMALS: dict[str, int | None] = {
     "fmu_build_s": 3, "fmu_instantiate_s": 3, "fmu_steps_per_s": 1, "fmu_inprocess_steps_per_s": 1,
     "fmu_vs_inprocess_ratio": 4, "fmu_size_mb": 1, "fmu_cold_instantiate_s": 3,
     "service_executions_rows_per_s": 1, "api_advance_ms": 3,
+    "gym_env_steps_per_s": 1, "gym_hybrid_steps_per_s": 1, "gym_vs_hybrid_ratio": 4,
+    "bare_simpy_steps_per_s": 1, "recorded_24h_steps_per_s": 1, "recorded_vs_bare_ratio": 4,
+    "ensemble_variants": None, "ensemble_steps": None, "ensemble_scenario_steps_per_s": 1,
+    "ensemble_single_steps_per_s": 1, "ensemble_vs_single_ratio": 2,
+    "sweep_variants": None, "sweep_chunk_size": None, "sweep_workers": None, "sweep_variants_per_s": 1,
+    "sweep_variant_steps_per_s": 1, "sweep_peak_worker_rss_mb": 1,
+    "mpc_solve_ms": 1,
+    "supply_plant_steps_per_s": 1, "supply_baseline_plant_steps_per_s": 1, "supply_vs_plant_ratio": 4,
     "python": None, "machine": None,
 }
 FMU = ("fmu_build_s", "fmu_instantiate_s", "fmu_steps_per_s", "fmu_inprocess_steps_per_s",
@@ -35,6 +43,10 @@ RATIOS = [
     ("hybrid_vs_physics_ratio", "hybrid_plant_steps_per_s", "plant_steps_per_s"),
     ("runtime_vs_keras_speedup", "keras_one_sample_us", "runtime_one_sample_us"),
     ("fmu_vs_inprocess_ratio", "fmu_steps_per_s", "fmu_inprocess_steps_per_s"),
+    ("gym_vs_hybrid_ratio", "gym_env_steps_per_s", "gym_hybrid_steps_per_s"),
+    ("recorded_vs_bare_ratio", "recorded_24h_steps_per_s", "bare_simpy_steps_per_s"),
+    ("ensemble_vs_single_ratio", "ensemble_scenario_steps_per_s", "ensemble_single_steps_per_s"),
+    ("supply_vs_plant_ratio", "supply_plant_steps_per_s", "supply_baseline_plant_steps_per_s"),
 ]
 
 
@@ -47,7 +59,7 @@ def figures() -> dict[str, Any]:
     """One `co2twin bench --json --steps 2000` run, its stdout parsed as strict JSON."""
     done = subprocess.run(
         [sys.executable, "-m", "co2twin.cli", "bench", "--json", "--steps", "2000"],
-        capture_output=True, text=True, check=False, timeout=300,
+        capture_output=True, text=True, check=False, timeout=900,  # ~1 min quiet, several under load
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout, parse_constant=_strict)
@@ -63,7 +75,8 @@ def test_figures_have_their_types_and_rounding(figures):
     """Figures are finite floats rounded as documented (or null), counts are ints, versions are text."""
     for key, decimals in DECIMALS.items():
         value = figures[key]
-        if key in ("scenario_24h_steps", "scenario_24h_rows"):
+        if key in ("scenario_24h_steps", "scenario_24h_rows", "ensemble_variants", "ensemble_steps",
+                   "sweep_variants", "sweep_chunk_size", "sweep_workers"):
             assert type(value) is int, (key, value)
         elif key in ("python", "machine"):
             assert isinstance(value, str) and value, (key, value)

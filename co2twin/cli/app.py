@@ -74,12 +74,15 @@ def run_command(
     except Aborted:
         err.print("aborted: a second interrupt; nothing written", markup=False, highlight=False)
         raise
+    from co2twin.kpi import not_evaluated
+
     summary = streamed.summary
     partial = _partial(streamed)
     if as_json:
         print(json.dumps(json_safe({"scenario": sc.name, "output": str(output),
                                      "partial": partial, "kpis": summary.figures,
                                      "flags": summary.flags,
+                                     "limits_not_evaluated": not_evaluated(summary.figures),
                                      "balances": summary.residuals, "checks": summary.checks,
                                      "skipped_checks": summary.skipped_checks,
                                      "models": _envelope_lines(summary)}),
@@ -216,7 +219,7 @@ def _write_run(streamed: StreamedRun, plot: Path | None, *, title: str,
 def _print_run(sc: Scenario, summary: RunSummary, output: Path, plot: Path | None) -> None:
     """The KPI table, every flag raised (saturation, bounds, envelopes, limits), the
     balances and how they were checked, and the files written."""
-    from co2twin.kpi import KPI_UNITS, describe_flag
+    from co2twin.kpi import KPI_UNITS, describe_flag, not_evaluated
 
     figures, residuals = summary.figures, summary.residuals
 
@@ -234,6 +237,10 @@ def _print_run(sc: Scenario, summary: RunSummary, output: Path, plot: Path | Non
         out.print(f"not as asked ({len(raised)}):", markup=False, highlight=False)
     for entry in raised:
         out.print(f"  - {describe_flag(entry)}", markup=False, highlight=False, soft_wrap=True)
+    for entry in not_evaluated(figures):  # undefined rows: neither inside nor outside a limit
+        out.print(f"limit not evaluated: {entry['signal']} for {entry['seconds']:g} s, {entry['why']} "
+                  f"(judged where {entry['evaluated_where']})", markup=False, highlight=False,
+                  soft_wrap=True)
     worst = max(residuals.values(), default=0.0)
     how = summary.checks
     out.print(f"balances closed to {worst:.1e} (relative; {', '.join(residuals) or 'none checked'})",
@@ -321,6 +328,14 @@ def signals_command() -> None:
                 "during a run: events of type parameter)",
                 ("parameter", "default", "unit", "bounds", "tunable", "description"), parameters, out)
     _print_rows("scenario input names", ("input", "drives"), list(INPUTS.items()), out)
+    from co2twin.supply_schema import CLASSES as SUPPLY  # the components a supply: section adds
+
+    supply = [(f"{cname}.{p.name}", direction + (", measured" if p.measured else ""),
+               p.bounds_text(), p.description)
+              for cname, cls in SUPPLY.items()
+              for direction, ports in (("out", cls.outputs), ("in", cls.inputs)) for p in ports]
+    _print_rows("supply signals (a scenario with a supply: section; README, \"Running on solar power\")",
+                ("signal", "direction", "bounds", "description"), supply, out)
 
 
 def _print_rows(title: str, header: tuple[str, ...], rows: Sequence[tuple[str, ...]],
@@ -381,6 +396,8 @@ def _register_model_commands() -> None:
     app.command("train")(train_command)
     from .serve import register as register_service  # co2twin serve, co2twin service ...
     register_service(app)
+    from .sweep import register as register_sweep  # co2twin sweep SPEC.yaml -o FOLDER
+    register_sweep(app)
 
 
 _register_model_commands()
