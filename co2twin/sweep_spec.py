@@ -256,9 +256,38 @@ class SweepSpec:
         decisive = {k: v for k, v in self.raw.items() if k not in _NOT_IN_DIGEST}
         if isinstance(decisive.get("scenario"), str):  # a file: its content counts, not its name
             del decisive["scenario"]
-        text = json.dumps({"spec": decisive, "scenario": self.scenario_data}, sort_keys=True,
-                          default=str, separators=(",", ":"))
+        text = json.dumps({"spec": decisive, "scenario": self.scenario_data, "files": self._file_digests()},
+                          sort_keys=True, default=str, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+    def _file_digests(self) -> dict[str, str]:
+        """SHA-256 of each file the variants read (CSV profiles, model files named in ``models:``
+        or a ``models.*`` grid or list): editing one must not resume onto chunks run on the old."""
+        named: list[str] = []
+
+        def walk(node: Any) -> None:
+            if isinstance(node, Mapping):
+                csv = node.get("csv")
+                if isinstance(csv, Mapping) and isinstance(csv.get("path"), str):
+                    named.append(csv["path"])
+                for value in node.values():
+                    walk(value)
+            elif isinstance(node, list):
+                for value in node:
+                    walk(value)
+
+        walk(self.scenario_data.get("inputs", {}))
+        walk(self.scenario_data.get("events", []))
+        models = self.scenario_data.get("models", {})
+        named += [v for v in (models.values() if isinstance(models, Mapping) else []) if isinstance(v, str)]
+        for key in self.per_scenario:
+            named += [v for v in (*self.grid.get(key, ()), *self.lists.get(key, ())) if isinstance(v, str)]
+        found: dict[str, str] = {}
+        for name in dict.fromkeys(named):
+            file = self.base_dir / name
+            if file.is_file():  # a word such as `hybrid` names no file
+                found[name] = hashlib.sha256(file.read_bytes()).hexdigest()
+        return found
 
 
 def quantile(spec: Mapping[str, Any], u: Any) -> Any:

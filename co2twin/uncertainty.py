@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from cosim.atomic import atomic_path
 
@@ -134,9 +134,10 @@ def percentile_bands(out: Path, signals: Sequence[str], percentiles: Sequence[fl
 
 
 def plot_bands(bands: pd.DataFrame, path: Path, *, title: str,
-               group_labels: Sequence[str] | None = None) -> Path:
-    """One panel per signal: the outer percentiles as shaded bands, the middle one as a line; one
-    colour per group."""
+               group_labels: Sequence[str] | None = None,
+               units: Mapping[str, str] | None = None) -> Path:
+    """One panel per signal (labelled with its unit from ``units``): the outer percentiles as
+    shaded bands, the middle one as a line; one colour per group."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -162,7 +163,7 @@ def plot_bands(bands: pd.DataFrame, path: Path, *, title: str,
             if len(labels) % 2:
                 mid = labels[len(labels) // 2]
                 ax.plot(t, part[mid], color=colour, linewidth=1.2, label=f"{name} {mid}".strip())
-        ax.set_ylabel(signal, fontsize=8)
+        ax.set_ylabel(f"{signal} [{units[signal]}]" if units and units.get(signal) else signal, fontsize=8)
         ax.legend(fontsize=6, loc="best")
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel(f"time [{unit}]")
@@ -233,8 +234,11 @@ def summarise(spec: SweepSpec, kpis: pd.DataFrame, out: Path,
             bands.to_parquet(tmp, index=False)
         labels = _group_labels(spec.groups)
         what = f"{spec.n_per_group:,} samples per group" if by_group else f"{len(kpis):,} variants"
+        from components.plant import STAGES
+
+        units = {f"{c}.{p.name}": p.unit for c, cls in STAGES.items() for p in (*cls.outputs, *cls.inputs)}
         plot_bands(bands, out / "bands.png", title=f"{spec.name}: percentiles over {what}",
-                   group_labels=labels)
+                   group_labels=labels, units=units)
         summary["bands"] = {"plot": "bands.png", "table": "bands.parquet", "signals": spec.bands,
                             "percentiles": spec.percentiles}
     return summary

@@ -123,6 +123,24 @@ def test_spec_file_with_scenario_file_relative_to_it(tmp_path):
     assert load_sweep_spec(path).digest() != before
 
 
+def test_the_digest_covers_the_files_a_scenario_reads(tmp_path):
+    """Editing a CSV profile the base scenario reads changes the digest (a resume must not mix
+    chunks run on the old profile with chunks on the new); rewriting it unchanged does not."""
+    (tmp_path / "profile.csv").write_text("time_s,current\n0,3\n60,5\n")
+    base = {**BASE, "inputs": {**BASE.get("inputs", {}),
+                               "current": {"csv": {"path": "profile.csv", "column": "current"}}}}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump({"sweep": {
+        "scenario": "base.yaml", "grid": {"plant.reactor.area_cm2": [20.0, 25.0]},
+        "keep": {"kpis": ["mean_cell_voltage_V"]}}}))
+    before = load_sweep_spec(path).digest()
+    (tmp_path / "profile.csv").write_text("time_s,current\n0,3\n60,5\n")
+    assert load_sweep_spec(path).digest() == before
+    (tmp_path / "profile.csv").write_text("time_s,current\n0,3\n60,6\n")
+    assert load_sweep_spec(path).digest() != before
+
+
 def test_the_digest_covers_what_chunks_write_only():
     """Retries, bands, sensitivity and the name leave the digest (a resume goes on); the values,
     sampling, kept signals and chunk size change it."""
