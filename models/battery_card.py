@@ -14,17 +14,15 @@ the file and the field.
 """
 from __future__ import annotations
 
-import json
 import math
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cosim.atomic import atomic_path
 from cosim.errors import ModelError
 from models.battery_log import FEATURES
 from models.battery_splits import BatterySplits
-from models.cards import InputRange, ModelCard, card_beside
+from models.cards import ModelCard, card_beside
 
 __all__ = ["VARIABLE", "OUTPUT", "KINDS", "SPLITS", "SCHEMA_VERSION", "model_file", "card_file",
            "read_card", "write_card", "card_problems"]
@@ -154,33 +152,9 @@ def card_problems(raw: Any) -> list[str]:
 
 def read_card(path: str | Path) -> ModelCard:
     """The card at ``path``, checked; :class:`ModelError` lists every problem, naming the file."""
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read the model card ({exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path}: not valid JSON ({exc})") from None
-    problems = card_problems(raw)
-    if problems:
-        head = f"{path}: invalid battery model card"
-        raise ModelError(head + ": " + problems[0] if len(problems) == 1 else
-                         head + f", {len(problems)} problems\n" + "\n".join(f"  - {p}" for p in problems))
-    return ModelCard(
-        variable=raw["variable"], kind=raw["kind"],
-        inputs=[InputRange(i["name"], i["unit"], float(i["min"]), float(i["max"])) for i in raw["inputs"]],
-        output=dict(raw["output"]), metrics=raw["metrics"], data=dict(raw["data"]),
-        training=dict(raw["training"]), versions=dict(raw["versions"]), created=raw["created"],
-        schema_version=raw["schema_version"])
+    return ModelCard.read(path, check=card_problems, what="battery model card")
 
 
 def write_card(card: ModelCard, path: str | Path) -> Path:
-    """Check and write a card atomically (``ModelCard.write`` checks against the reactor's names)."""
-    path = Path(path)
-    text = card.to_json()
-    problems = card_problems(json.loads(text))
-    if problems:
-        raise ModelError(f"{path}: refusing to write an invalid battery model card: " + "; ".join(problems))
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
+    """Check and write a card atomically (against the battery's card schema, not the reactor's)."""
+    return card.write(path, check=card_problems, what="battery model card")

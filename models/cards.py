@@ -16,12 +16,16 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from collections.abc import Callable
 
 from cosim.atomic import atomic_path
 from cosim.errors import ModelError
 from models.card_schema import REFERENCES, SCHEMA_VERSION, SPLITS
 from models.card_schema import problems as card_problems
 from models.splits import METRICS, Splits, exclusions, score
+
+#: the problems of a card's parsed JSON (none: a valid card)
+Check = Callable[[Any], list[str]]
 
 # The schema's constants and models.splits's names stay importable from here.
 __all__ = [
@@ -110,11 +114,13 @@ class ModelCard:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
 
     @classmethod
-    def from_dict(cls, raw: Any, source: str = "<card>") -> ModelCard:
-        """Validated card from a parsed JSON object; ModelError lists every problem."""
-        problems = card_problems(raw)
+    def from_dict(cls, raw: Any, source: str = "<card>", *, check: Check = card_problems,
+                  what: str = "model card") -> ModelCard:
+        """Validated card from a parsed JSON object; ModelError lists every problem. ``check``
+        gives the problems of a kind of card (the reactor's by default; the battery's has its own)."""
+        problems = check(raw)
         if problems:
-            head = f"{source}: invalid model card"
+            head = f"{source}: invalid {what}"
             raise ModelError(head + ": " + problems[0] if len(problems) == 1 else
                              head + f", {len(problems)} problems\n" + "\n".join(f"  - {p}" for p in problems))
         return cls(
@@ -127,27 +133,28 @@ class ModelCard:
         )
 
     @classmethod
-    def from_json(cls, text: str, source: str = "<card>") -> ModelCard:
+    def from_json(cls, text: str, source: str = "<card>", *, check: Check = card_problems,
+                  what: str = "model card") -> ModelCard:
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ModelError(f"{source}: not valid JSON ({exc})") from None
-        return cls.from_dict(raw, source)
+        return cls.from_dict(raw, source, check=check, what=what)
 
     @classmethod
-    def read(cls, path: str | Path) -> ModelCard:
+    def read(cls, path: str | Path, *, check: Check = card_problems, what: str = "model card") -> ModelCard:
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ModelError(f"{path}: cannot read model card ({exc.strerror or exc})") from None
-        return cls.from_json(text, str(path))
+            raise ModelError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+        return cls.from_json(text, str(path), check=check, what=what)
 
-    def write(self, path: str | Path) -> Path:
+    def write(self, path: str | Path, *, check: Check = card_problems, what: str = "model card") -> Path:
         """Validate and write atomically; returns the path."""
         path = Path(path)
         text = self.to_json()
-        self.from_json(text, str(path))
+        self.from_json(text, str(path), check=check, what=what)
         with atomic_path(path) as tmp:
             tmp.write_text(text, encoding="utf-8")
         return path
