@@ -45,7 +45,8 @@ from .scenario_schema import (
 )
 
 __all__ = [
-    "Plan", "actuator_target", "build_controllers", "in_unit", "plan_controllers", "with_case_setpoints",
+    "SPEC_PARAMETERS", "Plan", "actuator_target", "build_controllers", "in_unit", "plan_controllers",
+    "with_case_setpoints",
 ]
 
 #: parameter of each controller class -> where the scenario sets it (for messages)
@@ -337,6 +338,18 @@ def in_unit(spec: InputSpec, unit: str) -> InputSpec:
         update["ramp"] = spec.ramp.model_copy(update={"initial": float(convert(spec.ramp.initial)),
                                                       "to": float(convert(spec.ramp.to))})
     return spec.model_copy(update=update)
+
+
+#: a controller spec's numeric fields (dotted as in the file) -> the class parameter each sets:
+#: what an ensemble's variants may vary (``controllers.<name>.<field>``) and set per variant
+SPEC_PARAMETERS: dict[str, str] = {
+    "gains.kp": "kp", "gains.ki": "ki", "gains.kd": "kd",
+    "limits.low": "out_min", "limits.high": "out_max", "limits.rate": "max_rate",
+    "setpoint_weight": "setpoint_weight", "derivative_weight": "derivative_weight",
+    "derivative_filter": "derivative_filter", "tracking_time": "tracking_time",
+    "bias": "bias", "feedforward.gain": "ff_gain",
+    "hysteresis": "hysteresis", "on_value": "on_value", "off_value": "off_value", "ratio": "ratio",
+}
 
 
 def _parameters(spec: ControllerSpec) -> dict[str, Any]:

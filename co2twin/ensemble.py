@@ -24,10 +24,14 @@ A variant is a mapping of dotted scenario paths to values. The paths an ensemble
 ``events[<i>].<field>``                         a field of event ``i``: ``at``, ``value``, ``to``,
                                                 ``duration``, ``fraction``, ``rate``, ``offset``,
                                                 ``std``, ``steps`` (``events.<i>.<field>`` too)
+``controllers.<name>.<field>``                  a number of a scenario controller's spec:
+                                                ``gains.kp``, ``limits.high``, ``bias``,
+                                                ``hysteresis``, ``ratio`` ... (tuning sweeps)
 ==============================================  =================================================
 
 ``<name>`` is a plant input (``current``) or ``component.port``; values are in the signal's
-own unit. Anything else (models, components, wiring, controllers, supply, timing, limits,
+own unit. Anything else (models, components, wiring, a controller's type, signals or sample
+time, a Python controller, supply, timing, limits,
 an event's type or target) would change the structure: such variants belong in different
 ensembles, and :func:`run_ensemble` refuses them naming the path. An event's time may differ
 between variants (input and parameter events; a sensor fault's may not).
@@ -53,12 +57,13 @@ import pandas as pd
 from components.plant import FLAGS, INPUTS, KEY_SIGNALS, recorded_as, resolve_input
 
 from cosim.ensemble_recorder import EnsembleRecorder
-from cosim.errors import ScenarioError
+from cosim.errors import ScenarioError, WiringError
 from cosim.events import Event, RampInput, SensorFault, SetInput, SetParameter, SwitchProfile
 from cosim.profiles import Constant, Profile, Ramp, Shifted, Steps
 from cosim.simulation import Simulation
 from cosim.variants import ArrayRamp, Broadcast, Masked, PerVariant, Scaled, VariantRNG
 
+from .controllers import SPEC_PARAMETERS
 from .kpi import _ROWS, _TOTALS, balances, flags, kpis
 from .scenario import (
     _close,
@@ -76,7 +81,7 @@ __all__ = ["PATHS", "EnsembleResult", "apply_variant", "blas_threads", "build_en
 #: the paths a variant may set (see the module's docstring)
 PATHS = ("seed", "plant.<component>.<parameter>", "parameters.<component>.<parameter>",
          "inputs.<name>", "inputs.<name>.constant", "inputs.<name>.steps", "inputs.<name>.scale",
-         "events[<i>].<field>")
+         "events[<i>].<field>", "controllers.<name>.<field>")
 _EVENT_FIELDS = ("at", "value", "to", "duration", "fraction", "rate", "offset", "std", "steps")
 _INPUT_FIELDS = ("constant", "steps", "scale")
 #: the signals :func:`co2twin.kpi.kpis` reads beyond the flags, limits and balances
@@ -121,6 +126,8 @@ def _parse_path(path: Any, scenario: Scenario, sim: Simulation, where: str) -> _
             known = ", ".join(p.name for p in comp.parameters)
             raise _refuse(path, f"names no parameter of {component} (known: {known})", where)
         return _Path("parameter", (component, parameter))
+    if head == "controllers":
+        return _controller_path(path, rest, scenario, sim, where)
     if head == "inputs" and rest:
         name, field = rest, ""
         for suffix in _INPUT_FIELDS:
@@ -143,6 +150,24 @@ def _parse_path(path: Any, scenario: Scenario, sim: Simulation, where: str) -> _
                           f"(those: {', '.join(fields)})", where)
         return _Path("event", (index, field))
     raise _refuse(path, "cannot vary within an ensemble", where)
+
+
+def _controller_path(path: str, rest: str, scenario: Scenario, sim: Simulation,
+                     where: str) -> _Path:
+    """``controllers.<name>.<field>``: a number of the spec that sets a class parameter."""
+    name, _, field = rest.partition(".")
+    if name not in scenario.controllers:
+        known = ", ".join(scenario.controllers) or "none"
+        raise _refuse(path, f"names no controller of the scenario (its controllers: {known})", where)
+    comp = sim.components[name]
+    if not getattr(comp, "supports_arrays", False):
+        raise _refuse(path, "varies a Python controller, which steps one run at a time", where)
+    declared = {p.name for p in comp.parameters}
+    fields = [f for f, parameter in SPEC_PARAMETERS.items() if parameter in declared]
+    if field not in fields:
+        raise _refuse(path, f"is no number a variant may set on controller {name} (type "
+                      f"{scenario.controllers[name].type}; those: {', '.join(fields)})", where)
+    return _Path("controller", (name, field))
 
 
 def _is_input(name: str, sim: Simulation) -> bool:
@@ -176,6 +201,13 @@ def apply_variant(scenario: Scenario, variant: Mapping[str, Any]) -> Scenario:
                 inputs[key] = {field: value}
             else:
                 inputs[key] = value
+        elif p.kind == "controller":
+            name, field = p.key
+            spec = data["controllers"][name]
+            *parents, leaf = field.split(".")
+            for parent in parents:
+                spec = spec.setdefault(parent, {})
+            spec[leaf] = value
         else:
             index, field = p.key
             data["events"][index][field] = value
@@ -521,7 +553,8 @@ def run_ensemble(scenario: Scenario, variants: Sequence[Mapping[str, Any]], *,
         recorder: EnsembleRecorder = sim.recorder  # type: ignore[assignment]
         meta = {"name": scenario.name, "source": scenario.source, "step_s": scenario.step,
                 "duration_s": scenario.duration, "every": every,
-                "limits": operating_limits(scenario), "envelopes": envelopes(sim)}
+                "limits": operating_limits(scenario), "envelopes": envelopes(sim),
+                "controllers": list(scenario.controllers)}
     finally:
         _close(sim.components.values())
     return EnsembleResult(recorder.times, recorder.columns, recorder.units, recorder.data(),
@@ -562,12 +595,40 @@ def build_ensemble(scenario: Scenario, variants: Sequence[Mapping[str, Any]]) ->
             profiles[target] = _input_profile(scenario, sim, target, fields, n)
             sim.drive(target, profiles[target])
         _schedule_events(scenario, sim, plan, n, _Drives(profiles))
+        _set_controllers(scenario, sim, plan)
         seeds = next((v for p, v in plan.items() if p.kind == "seed"), [None] * n)
         sim.rng = VariantRNG(_seeds(seeds, scenario.seed, scenario.source))  # type: ignore[assignment]
     except BaseException:
         _close(sim.components.values())
         raise
     return sim
+
+
+def _set_controllers(scenario: Scenario, sim: Simulation, plan: Mapping[_Path, list[Any]]) -> None:
+    """The controllers' parameters the variants vary, one value per variant (the spec's own
+    value where a variant leaves it), checked against the parameter's bounds per variant."""
+    for p, values in plan.items():
+        if p.kind != "controller":
+            continue
+        name, field = p.key
+        comp, parameter = sim.components[name], SPEC_PARAMETERS[field]
+        where = f"controllers.{name}.{field}"
+        numbers = _numbers(values, getattr(comp.p, parameter), where, scenario.source)
+        try:
+            comp.set_parameter(parameter, numbers, running=False)
+        except WiringError as exc:
+            raise ScenarioError(f"{where}: {exc}", scenario.source) from None
+    for name in scenario.controllers:
+        params = sim.components[name].p
+        low, high = getattr(params, "out_min", None), getattr(params, "out_max", None)
+        if isinstance(low, np.ndarray) or isinstance(high, np.ndarray):
+            crossed = np.flatnonzero(np.asarray(low) > np.asarray(high))
+            if crossed.size:
+                i = int(crossed[0])
+                lo, hi = (float(v[i]) if isinstance(v, np.ndarray) else v for v in (low, high))
+                raise ScenarioError(f"controllers.{name}.limits: low {lo:g} above high {hi:g} in "
+                                    f"variant {i} (of {crossed.size} such variant(s))",
+                                    scenario.source)
 
 
 def record_ensemble(sim: Simulation, n: int, *, rows: int = 16) -> None:
@@ -622,6 +683,7 @@ def _signals(sim: Simulation, patterns: Sequence[str] | None, default: Sequence[
 def _kpi_signals(scenario: Scenario, sim: Simulation) -> list[str]:
     """Every signal :func:`co2twin.kpi.kpis`, ``balances`` and ``flags`` read."""
     names: list[str] = [*_KPI_SIGNALS, *operating_limits(scenario)]
+    names += [f"{n}.{port}" for n in scenario.controllers for port in ("error", "output")]
     for f in FLAGS:
         names += [f.column, *(c for c in (f.asked, f.got) if c), *(c for e in f.effects for c in e)]
     names += [s for s in sim.signals if s.startswith("reactor.") and s.endswith(

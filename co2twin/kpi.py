@@ -25,7 +25,7 @@ from components.dc_bus import FLOWS
 from .supply import SUPPLY_FLAGS, SUPPLY_KPI_UNITS, supply_balances, supply_kpis
 
 __all__ = ["kpis", "balances", "checks", "skipped_checks", "flags", "describe_flag", "KPI_UNITS",
-           "BALANCES", "SUPPLY_BALANCES", "limit_rows", "not_evaluated"]
+           "LOOP_KPI_UNITS", "loop_kpis", "BALANCES", "SUPPLY_BALANCES", "limit_rows", "not_evaluated"]
 
 KPI_UNITS = {
     "duration_h": "h",
@@ -48,6 +48,13 @@ KPI_UNITS = {
     "time_outside_envelope_s": "s",
     "time_supply_limited_s": "s",
     **SUPPLY_KPI_UNITS,
+}
+
+#: the per-controller KPIs of :func:`loop_kpis` (mappings controller -> value), in the units of
+#: each controller's own signals
+LOOP_KPI_UNITS = {
+    "loop_iae": "(measurement unit) s",
+    "loop_travel": "(actuator unit)",
 }
 
 #: every balance :func:`balances` knows, and what it relates
@@ -184,9 +191,32 @@ def kpis(frame: pd.DataFrame, limits: Mapping[str, Any] | None = None) -> dict[s
             out["limits_not_evaluated"] = {k: _masked(v, v > 0) for k, v in unjudged.items()
                                            if np.any(v > 0)}
     out.update(_flag_times(frame))
+    out.update(loop_kpis(frame))
     if "bus.load_energy" in cols and _per_variant(frame):
         raise NotImplementedError("the supply's KPIs (co2twin.supply) are computed one run at a time")
     out.update(supply_kpis(frame, nights=False))
+    return out
+
+
+def loop_kpis(frame: pd.DataFrame) -> dict[str, Any]:
+    """Per controller of the run (``frame.attrs["scenario"]["controllers"]``, whose columns were
+    recorded): ``loop_iae`` the integral of its ``error`` (a PID's set point minus measurement)
+    over the recorded rows, and ``loop_travel`` the total movement of its ``output``, each a
+    mapping ``{controller: value}``: what a tuning sweep compares loop by loop. A test case
+    scores its controllers with its own KPIs (:mod:`co2twin.control.kpis`)."""
+    names = (frame.attrs.get("scenario") or {}).get("controllers") or ()
+    cols = set(frame.columns)
+    times = frame.index.to_numpy()
+    out: dict[str, Any] = {}
+    iae = {n: _sum_rows(np.abs(frame[f"{n}.error"].to_numpy()[1:])
+                        * _along_rows(np.diff(times), frame[f"{n}.error"].to_numpy()[1:]))
+           for n in names if f"{n}.error" in cols and len(times) > 1}
+    travel = {n: _sum_rows(np.abs(np.diff(frame[f"{n}.output"].to_numpy(), axis=0)))
+              for n in names if f"{n}.output" in cols}
+    if iae:
+        out["loop_iae"] = iae
+    if travel:
+        out["loop_travel"] = travel
     return out
 
 

@@ -566,6 +566,7 @@ def run_attrs(scenario: Scenario, sim: Simulation) -> dict[str, Any]:
         "limits": operating_limits(scenario),
         "models": scenario.models.model_dump(mode="json"),
         "envelopes": envelopes(sim),
+        "controllers": list(scenario.controllers),
     }
 
 

@@ -191,7 +191,7 @@ def _chunk_kpis(task: ChunkTask, frame: pd.DataFrame) -> pd.DataFrame:
 
     frame = _in_order(task, frame, "KPIs")
     scalar = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
-              and (task.kpis is None or c in task.kpis)]
+              and (task.kpis is None or c in task.kpis or c.split("[")[0] in task.kpis)]
     front = pd.DataFrame({"variant": range(task.start, task.stop), "group": task.groups})
     values = pd.DataFrame(task.values or task.variants).add_prefix("set:")
     for column in values.columns:

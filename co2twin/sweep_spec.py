@@ -564,10 +564,14 @@ def _against_scenario(spec: SweepSpec, scenario_source: str) -> list[str]:
 
 def _name_problems(spec: SweepSpec, recorded: Sequence[str]) -> list[str]:
     """Kept and banded signals the scenario records; KPIs that exist (and are kept)."""
-    from .kpi import KPI_UNITS
+    from .kpi import KPI_UNITS, LOOP_KPI_UNITS
 
     problems: list[str] = []
     names = set(recorded)
+    # a loop KPI for all controllers (loop_iae) or one (loop_iae[pi], a controller the scenario has)
+    loops = {f"{kpi}[{signal.split('.')[0]}]" for kpi in LOOP_KPI_UNITS for signal in recorded
+             if signal.endswith(".output")}
+    known = [*KPI_UNITS, *LOOP_KPI_UNITS]
     for i, signal in enumerate(spec.signals):
         if signal not in names:
             problems.append(f"sweep.keep.signals[{i}]: expected a signal the scenario records "
@@ -578,8 +582,9 @@ def _name_problems(spec: SweepSpec, recorded: Sequence[str]) -> list[str]:
                             f"sweep.keep.signals, found {signal!r}")
     for key, chosen in (("keep.kpis", spec.kpis or []), ("sensitivity.kpis", spec.sensitivity or [])):
         for i, name in enumerate(chosen):
-            if name not in KPI_UNITS:
-                problems.append(f"sweep.{key}[{i}]: expected a KPI ({', '.join(KPI_UNITS)}), "
+            if name not in KPI_UNITS and name not in LOOP_KPI_UNITS and name not in loops:
+                problems.append(f"sweep.{key}[{i}]: expected a KPI ({', '.join(known)}, or "
+                                f"loop_iae[<controller>]), "
                                 f"found {name!r}")
     if spec.kpis is not None and spec.sensitivity:
         for i, name in enumerate(spec.sensitivity):

@@ -89,8 +89,9 @@ class Component:
             )
         return _checked_value(self, spec, value)
 
-    def set_parameter(self, name: str, value: float, *, running: bool = True) -> None:
-        """Change a parameter after :meth:`check_parameter` accepts it."""
+    def set_parameter(self, name: str, value: float | np.ndarray, *, running: bool = True) -> None:
+        """Change a parameter after :meth:`check_parameter` accepts it (an array: one value per
+        variant of an ensemble, each checked)."""
         setattr(self.p, name, self.check_parameter(name, value, running=running))
 
     # -- ports ----------------------------------------------------------------------

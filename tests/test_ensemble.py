@@ -226,15 +226,6 @@ def test_a_sensor_fault_time_cannot_differ(scenario):
         run_ensemble(scenario, [{}, {"events[0].at": 30}])
 
 
-def test_scenarios_with_scalar_components_are_refused():
-    """Controllers (and the solar supply, FMUs) do not step arrays yet: refused, named."""
-    with_pid = parse_scenario({**BASE, "events": [], "controllers": {"ph": {
-        "type": "pid", "measurement": "reactor.cell_temperature", "actuator": "anolyte_flow",
-        "setpoint": 30.0, "gains": {"kp": 0.1}}}})
-    with pytest.raises(ScenarioError, match="these do not \\(yet\\): ph"):
-        run_ensemble(with_pid, [{}])
-
-
 # -- per-variant envelope flags ----------------------------------------------------------------------
 def test_envelope_exits_are_flagged_per_variant():
     """A variant driven outside the surrogates' training envelope is flagged in its own rows

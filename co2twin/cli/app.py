@@ -219,7 +219,7 @@ def _write_run(streamed: StreamedRun, plot: Path | None, *, title: str,
 def _print_run(sc: Scenario, summary: RunSummary, output: Path, plot: Path | None) -> None:
     """The KPI table, every flag raised (saturation, bounds, envelopes, limits), the
     balances and how they were checked, and the files written."""
-    from co2twin.kpi import KPI_UNITS, describe_flag, not_evaluated
+    from co2twin.kpi import KPI_UNITS, LOOP_KPI_UNITS, describe_flag, not_evaluated
 
     figures, residuals = summary.figures, summary.residuals
 
@@ -228,6 +228,13 @@ def _print_run(sc: Scenario, summary: RunSummary, output: Path, plot: Path | Non
     table.add_column("value", justify="right")
     table.add_column("unit")
     for key, value in figures.items():
+        if key in LOOP_KPI_UNITS:  # per controller: one row each, in its signals' units
+            units = summary.preview.attrs.get("units", {})
+            for name, figure in value.items():
+                unit = (f"{units.get(f'{name}.error', '1')} s" if key == "loop_iae"
+                        else units.get(f"{name}.output", LOOP_KPI_UNITS[key]))
+                table.add_row(escape(f"{key}[{name}]"), f"{figure:.6g}", unit)
+            continue
         if isinstance(value, dict):
             continue
         table.add_row(key, f"{value:.6g}", KPI_UNITS.get(key, ""))

@@ -14,10 +14,12 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import numpy as np
+
 from cosim import Component, Parameter, Port, WiringError
 from cosim.units import UNITS
 
-__all__ = ["Controller", "Role", "rate_unit"]
+__all__ = ["Controller", "Role", "rate_limited", "rate_unit"]
 
 #: role name -> (unit, lower, upper): what a port or parameter of that role takes
 Role = tuple[str, float, float]
@@ -31,6 +33,12 @@ def rate_unit(unit: str) -> str:
     """
     candidate = f"{unit}/s"
     return candidate if candidate in UNITS else "1"
+
+
+def rate_limited(max_rate: Any) -> bool:
+    """Whether a rate limit applies: a finite ``max_rate``; an ensemble's array always (an
+    infinite rate leaves its variant's output as it is)."""
+    return isinstance(max_rate, np.ndarray) or math.isfinite(max_rate)
 
 
 class Controller(Component):
@@ -49,6 +57,9 @@ class Controller(Component):
     """
 
     roles: ClassVar[Mapping[str, str]] = {}
+    #: the shipped controllers compute with the namespace of their inputs (floats, or arrays of
+    #: an ensemble's variants); a user's Python controller does not say so and is refused there
+    supports_arrays: ClassVar[bool] = True
     unbounded: ClassVar[frozenset[str]] = frozenset()
     #: role -> (unit, lower, upper) this class was typed for (empty on the generic class)
     typing: ClassVar[Mapping[str, Role]] = {}

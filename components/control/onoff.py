@@ -56,7 +56,7 @@ class OnOff(Controller):
     def sample(self, t: float, period: float, since: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
         p = self.p
         y, r = inputs["measurement"], inputs["setpoint"]
-        xp = namespace(y, r)
+        xp = namespace(y, r, *vars(p).values())  # a variant may set a parameter
         # distance into the "on" side: positive below the set point for action 1
         depth = (r - y) * p.action
         half = p.hysteresis / 2.0

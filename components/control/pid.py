@@ -6,10 +6,12 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from cosim import Parameter, Port, WiringError
 from models.electrochemistry import namespace
 
-from .base import Controller
+from .base import Controller, rate_limited
 
 __all__ = ["PID", "ANTI_WINDUP"]
 
@@ -111,9 +113,13 @@ class PID(Controller):
         self._d: Any = 0.0
         self._ed: Any = None
 
-    def tracking(self) -> float:
-        """The back-calculation time constant in use (s); 0 when there is no integral action."""
+    def tracking(self) -> Any:
+        """The back-calculation time constant in use (s); 0 when there is no integral action.
+        An array, one per variant, when an ensemble varies the gains or ``tracking_time``."""
         p = self.p
+        xp = namespace(p.kp, p.ki, p.kd, p.tracking_time)
+        if xp is np:
+            return _tracking_arrays(p.kp, p.ki, p.kd, p.tracking_time)
         if p.tracking_time > 0.0:
             return float(p.tracking_time)
         if p.ki == 0.0:
@@ -125,7 +131,8 @@ class PID(Controller):
     def sample(self, t: float, period: float, since: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
         p = self.p
         y, r = inputs["measurement"], inputs["setpoint"]
-        xp = namespace(y, r, inputs["manual"], inputs["manual_output"], inputs["feedforward"])
+        xp = namespace(y, r, inputs["manual"], inputs["manual_output"], inputs["feedforward"],
+                       *vars(p).values())  # a variant may set a parameter
         e = r - y
         prop = p.kp * (p.setpoint_weight * r - y)
         ed = p.derivative_weight * r - y
@@ -139,7 +146,7 @@ class PID(Controller):
         manual = inputs["manual"] >= 0.5
         wanted = xp.where(manual, inputs["manual_output"], v)
         u = xp.minimum(xp.maximum(wanted, p.out_min), p.out_max)
-        if math.isfinite(p.max_rate):  # from the held output: at first the actuator's start
+        if rate_limited(p.max_rate):  # from the held output: at first the actuator's start
             previous = self._held["output"]
             move = p.max_rate * since
             u = xp.minimum(xp.maximum(u, previous - move), previous + move)
@@ -159,6 +166,21 @@ class PID(Controller):
             return xp.where(pushing, self._integral, self._integral + gain)
         if p.anti_windup == ANTI_WINDUP["back_calculation"]:
             tt = self.tracking()
-            unwind = min(h / tt, 1.0) * (u - v) if tt > 0.0 else 0.0 * e
+            if isinstance(tt, np.ndarray):  # per variant: the same arithmetic where tt > 0
+                with np.errstate(divide="ignore"):
+                    unwind = np.where(tt > 0.0, np.minimum(h / tt, 1.0) * (u - v), 0.0 * e)
+            else:
+                unwind = min(h / tt, 1.0) * (u - v) if tt > 0.0 else 0.0 * e
             return self._integral + gain + unwind
         return self._integral + gain
+
+
+def _tracking_arrays(kp: Any, ki: Any, kd: Any, tracking_time: Any) -> np.ndarray:
+    """:meth:`PID.tracking` per variant, where an ensemble varies the gains: the scalar
+    rule's branches as ``where`` (divisions by zero are masked, never used)."""
+    kp, ki, kd, tt = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (kp, ki, kd, tracking_time)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ti = np.where(kp != 0.0, np.abs(kp / ki), 1.0 / np.abs(ki))
+        td = np.where(kp != 0.0, np.abs(kd / kp), 0.0)
+        own = np.where(td > 0.0, np.sqrt(ti * td), ti)
+    return np.where(tt > 0.0, tt, np.where(ki == 0.0, 0.0, own))

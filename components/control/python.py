@@ -56,6 +56,8 @@ class PythonController(Controller):
     parameters = (
         Parameter("sample_time", 0.0, "s", "time between calls of step (0: every step)", 0.0, 1e9),
     )
+    #: the user's object steps one run: an ensemble refuses it
+    supports_arrays: ClassVar[bool] = False
     #: port name -> the name the user's object sees (a signal, ``<signal>.setpoint``, an actuator)
     names: ClassVar[Mapping[str, str]] = {}
     state_names = Controller.state_names

@@ -8,7 +8,7 @@ from typing import Any
 from cosim import Parameter, Port, WiringError
 from models.electrochemistry import namespace
 
-from .base import Controller
+from .base import Controller, rate_limited
 
 __all__ = ["Ratio"]
 
@@ -51,10 +51,10 @@ class Ratio(Controller):
     def sample(self, t: float, period: float, since: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
         p = self.p
         y = inputs["measurement"]
-        xp = namespace(y)
+        xp = namespace(y, *vars(p).values())  # a variant may set a parameter
         v = p.ratio * y + p.bias
         u = xp.minimum(xp.maximum(v, p.out_min), p.out_max)
-        if math.isfinite(p.max_rate):
+        if rate_limited(p.max_rate):
             previous = self._held["output"]
             move = p.max_rate * since
             u = xp.minimum(xp.maximum(u, previous - move), previous + move)
