@@ -113,7 +113,8 @@ def test_loop_iae_is_the_integral_of_the_error(singles):
 
 
 @pytest.mark.parametrize("variant, fragment", [
-    ({"controllers.nope.gains.kp": 1.0}, "names no controller of the scenario (its controllers: pi, ph, cat)"),
+    ({"controllers.nope.gains.kp": 1.0},
+     "names no controller of the scenario (its controllers: pi, ph, cat)"),
     ({"controllers.pi.sample_time": 5.0}, "is no number a variant may set on controller pi (type pid;"),
     ({"controllers.ph.ratio": 1.0}, "(type onoff; those: hysteresis, on_value, off_value)"),
     ({"controllers.pi.anti_windup": "none"}, "is no number a variant may set"),
@@ -181,5 +182,6 @@ def test_a_loop_kpi_of_a_controller_the_scenario_lacks_is_refused(tmp_path):
     data = yaml.safe_load((Path(__file__).parent.parent / "sweeps" / "pi_tuning.yaml").read_text())
     data["sweep"]["keep"]["kpis"] = ["loop_iae[pi]", "loop_iae[nope]"]
     data["sweep"]["scenario"] = str(Path(__file__).parent.parent / "scenarios" / "tank_pi_loop.yaml")
-    with pytest.raises(ScenarioError, match=r"sweep\.keep\.kpis\[1\]: expected a KPI .*found 'loop_iae\[nope\]'"):
+    with pytest.raises(ScenarioError,
+                       match=r"sweep\.keep\.kpis\[1\]: expected a KPI .*found 'loop_iae\[nope\]'"):
         parse_sweep_spec(data, source="spec.yaml", base_dir=tmp_path)
