@@ -66,6 +66,7 @@ class _NoOp(Component):
     def __init__(self, template: Component) -> None:
         super().__init__()
         self._out = {p.name: p.start for p in template.outputs}
+        self._values = tuple(self._out.values())
 
     @classmethod
     def like(cls, template: Component) -> _NoOp:
@@ -74,6 +75,11 @@ class _NoOp(Component):
 
     def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
         return self._out
+
+    def step_values(self, t: float, dt: float, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The positional step the plant's components offer, so that the engine's cost is
+        measured on the path the plant takes (:meth:`cosim.Component.step_values`)."""
+        return self._values
 
 
 def noop_plant() -> Simulation:

@@ -10,13 +10,21 @@ A component knows nothing of SimPy, files or FMUs. The engine calls
 
 Inputs and outputs are dicts keyed by port name. The maths of the plant
 components also accepts NumPy arrays (one element per scenario variant).
+
+A component may also offer ``step_values(t, dt, values)``, the same step with the
+inputs as a tuple in the order of ``inputs`` and the outputs as a sequence in the
+order of ``outputs`` (see :meth:`Component.step_values`). The engine then calls it
+instead of ``step`` on its per-step path: building and reading two dicts a step
+costs more than some components' whole physics. ``step`` stays the contract; a
+component that overrides ``step_values`` must return exactly what ``step`` returns,
+value for value (the plant's components are tested so, bit for bit).
 """
 from __future__ import annotations
 
 import copy
 from types import SimpleNamespace
 from typing import Any, ClassVar
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -60,6 +68,29 @@ class Component:
     def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """Advance from ``t`` to ``t + dt`` with ``inputs`` held; return outputs at ``t + dt``."""
         raise NotImplementedError(f"{type(self).__name__} does not implement step()")
+
+    def step_values(self, t: float, dt: float, values: tuple[Any, ...]) -> Sequence[Any]:
+        """:meth:`step` with positional inputs and outputs (an optional fast path).
+
+        ``values`` holds the inputs in the order of :attr:`inputs`; the result holds the
+        outputs in the order of :attr:`outputs`, the same values :meth:`step` returns for
+        the same inputs and state. This default goes through :meth:`step`; the engine
+        calls a component's ``step_values`` only where its class overrides it (skipping
+        both dicts), and a faster override must still agree with :meth:`step` exactly.
+        """
+        out = self.step(t, dt, dict(zip((p.name for p in self.inputs), values, strict=True)))
+        return [out[p.name] for p in self.outputs]
+
+    @classmethod
+    def has_step_values(cls) -> bool:
+        """Whether the engine calls :meth:`step_values` for this class: it is overridden, by
+        the class that defines :meth:`step` or a subclass of it (a subclass that overrides
+        ``step`` alone is stepped through its ``step``)."""
+        def owner(name: str) -> type:
+            return next(k for k in cls.__mro__ if name in vars(k))
+
+        values, step = owner("step_values"), owner("step")
+        return values is not Component and issubclass(values, step)
 
     # -- parameters -----------------------------------------------------------------
     @classmethod

@@ -47,7 +47,8 @@ class RowSink(Protocol):
 
 
 class Recorder:
-    """Rows of ``(time, signals...)`` in a float64 array that grows by doubling.
+    """Rows of ``(time, signals...)`` in a float64 array that grows by doubling (or takes
+    the rows a run will need at once, :meth:`reserve`).
 
     ``every``: keep one row in ``every`` (decimation for long runs). The caller
     decides when to offer a row; the recorder keeps the count.
@@ -72,12 +73,13 @@ class Recorder:
         if sink is not None:
             capacity = max(16, chunk_bytes // (8 * (len(self.names) + 1)))
             sink.open(list(self.names), dict(self.units))
-        self._times = np.empty(max(capacity, 1))
-        self._data = np.empty((max(capacity, 1), len(self.names)))
+        # one buffer, the time in column 0 and the signals after it: a row is one struct
+        # call, time included
+        self._data = np.empty((max(capacity, 1), len(self.names) + 1))
         # a row of plain numbers goes straight into the buffer's bytes with one struct call,
         # which unboxes them to float64 as NumPy's row assignment would, at half its cost
-        self._pack = struct.Struct(f"={len(self.names)}d").pack_into if self.names else None
-        self._row_bytes = 8 * len(self.names)
+        self._pack = struct.Struct(f"={len(self.names) + 1}d").pack_into
+        self._row_bytes = 8 * (len(self.names) + 1)
         self._bytes = _bytes_of(self._data)
         self._rows = 0
         self._streamed = 0  # rows already handed to the sink
@@ -86,28 +88,37 @@ class Recorder:
     def append(self, t: float, row: Sequence[float]) -> None:
         """Store one row (already selected and ordered as ``names``)."""
         r = self._rows
-        if r == len(self._times):
+        if r == len(self._data):
             if self.sink is not None:
                 self.flush()
             else:
-                self._grow()
+                self._grow(2 * r)
             r = self._rows
-        self._times[r] = t
         try:
-            self._pack(self._bytes, r * self._row_bytes, *row)  # type: ignore[misc, arg-type]
+            self._pack(self._bytes, r * self._row_bytes, t, *row)
         except (struct.error, TypeError):
-            # anything but a row of numbers (no columns, an array, a wrong length): NumPy's
-            # own conversion and errors, as before the struct path
-            self._data[r] = row
+            # anything but a row of numbers (an array, a wrong length): NumPy's own
+            # conversion and errors, as before the struct path
+            self._data[r, 1:] = row
+            self._data[r, 0] = t
         self._rows = r + 1
+
+    def reserve(self, rows: int) -> None:
+        """Make room for ``rows`` rows in all (a run that knows its length asks once, instead
+        of the buffer doubling and copying as it fills); nothing to do when streaming."""
+        if self.sink is None and rows > len(self._data):
+            # at least doubling, so that many short advances still grow geometrically; a run
+            # asking for more than memory allows (one a stop request may end) grows as rows come
+            with suppress(MemoryError):
+                self._grow(max(rows, 2 * len(self._data)))
 
     def flush(self) -> None:
         """Hand the rows held to the sink (nothing to do without a sink or rows)."""
         if self.sink is None or self._rows == 0:
             return
-        self.sink.write(self._times[: self._rows], self._data[: self._rows])
+        self.sink.write(self._data[: self._rows, 0], self._data[: self._rows, 1:])
         self._streamed += self._rows
-        self._streamed_until = float(self._times[self._rows - 1])
+        self._streamed_until = float(self._data[self._rows - 1, 0])
         self._rows = 0
 
     @property
@@ -115,13 +126,10 @@ class Recorder:
         """Rows already handed to the sink (0 without one)."""
         return self._streamed
 
-    def _grow(self) -> None:
-        n = len(self._times) * 2
-        times = np.empty(n)
-        data = np.empty((n, len(self.names)))
-        times[: self._rows] = self._times[: self._rows]
+    def _grow(self, capacity: int) -> None:
+        data = np.empty((capacity, len(self.names) + 1))
         data[: self._rows] = self._data[: self._rows]
-        self._times, self._data = times, data
+        self._data = data
         self._bytes = _bytes_of(data)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -132,7 +140,7 @@ class Recorder:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._pack = struct.Struct(f"={len(self.names)}d").pack_into if self.names else None
+        self._pack = struct.Struct(f"={len(self.names) + 1}d").pack_into
         self._bytes = _bytes_of(self._data)
 
     def truncate(self, t: float) -> None:
@@ -146,7 +154,7 @@ class Recorder:
                 f"cannot roll the recording back to {t:g} s: the rows up to "
                 f"{self._streamed_until:g} s are already streamed to the results file"
             )
-        self._rows = int(np.searchsorted(self._times[: self._rows], t, side="right"))
+        self._rows = int(np.searchsorted(self._data[: self._rows, 0], t, side="right"))
 
     def __len__(self) -> int:
         return self._streamed + self._rows
@@ -158,19 +166,19 @@ class Recorder:
                 f"the recorded rows were streamed to the results file ({self._streamed:,} rows "
                 "so far), not kept: read the file with read_results()"
             )
-        index = pd.Index(self._times[: self._rows].copy(), name="time_s")
+        index = pd.Index(self._data[: self._rows, 0].copy(), name="time_s")
         # one copy, column by column (the layout pandas keeps), handed over without pandas
         # copying it again
-        df = pd.DataFrame(np.array(self._data[: self._rows], order="F"), index=index,
+        df = pd.DataFrame(np.array(self._data[: self._rows, 1:], order="F"), index=index,
                           columns=self.names, copy=False)
         df.attrs["units"] = dict(self.units)
         df.attrs["events"] = [[float(t), text] for t, text in events]
         return df
 
 
-def _bytes_of(data: np.ndarray) -> memoryview | None:
-    """The bytes of a row buffer, for the struct path (none without columns: nothing to pack)."""
-    return data.data.cast("B") if data.shape[1] else None
+def _bytes_of(data: np.ndarray) -> memoryview:
+    """The bytes of a row buffer (time and signals), for the struct path."""
+    return data.data.cast("B")
 
 
 def _metadata(frame: pd.DataFrame) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import sys
-from operator import itemgetter
+from math import isfinite
 from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -40,6 +40,7 @@ from .events import Event, SensorFault, SetParameter
 from .graph import Connection, Graph, split_signal
 from .profiles import CONTINUOUS, Constant, Profile
 from .recorder import CHUNK_BYTES, Recorder, RowSink
+from .values import bad_text, checked_array, finite, getter, picker, writer
 
 __all__ = ["Simulation"]
 
@@ -144,6 +145,9 @@ class Simulation:
         self._applied: set[int] = set()
         self.event_log: list[tuple[float, str]] = []
         self._true_slots: dict[int, int] = {}
+        #: counts changes of who reads which slot (a sensor fault's true value), so that the
+        #: step process makes its plan again
+        self._wiring = 0
         self._record_signals: list[str] | None = None
         self._record_every = 1
         self._recorder: Recorder | None = None
@@ -382,6 +386,9 @@ class Simulation:
                 f"cannot go back from {self.time:g} s to {t:g} s; use get_state()/set_state()"
             )
         self.stopped = False
+        reserve = getattr(self._recorder, "reserve", None)
+        if reserve is not None:  # the rows to come (and a stop request's), room made once
+            reserve(len(self.recorder) + (k - self._k) // self._record_every + 2)
         if progress is None:
             progress = sys.stderr.isatty()
         if progress and k - self._k >= 2:
@@ -501,6 +508,16 @@ class Simulation:
             f"expected a dict with outputs {', '.join(expected)}"
         )
 
+    @staticmethod
+    def _bad_values(member: _Member, out: Any, t: float) -> SimulationError:
+        expected = [n for n, _ in member.scatter]
+        shown = repr(out)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        return SimulationError(
+            f"{member.name}.step_values() at t={t:g} s returned {shown}; expected a sequence of "
+            f"{len(expected)} values, the outputs {', '.join(expected)} in this order"
+        )
+
     def _step_process(self):
         """Every base step: the components due, in Gauss–Seidel order, then the commit.
 
@@ -510,43 +527,89 @@ class Simulation:
         request's halt at the next step), so one process at the first of them runs the same
         steps in the same order with one SimPy event a step (the plant's four components
         and the commit took five).
+
+        Written out inline, not split into calls, because this loop is the engine's whole
+        per-step cost: a component offering ``step_values`` gets its inputs as one tuple
+        (an ``itemgetter`` over the slots) and its outputs go in by one slice; the others
+        get and return dicts. The commit's finiteness check sums the signals of the row it
+        records. The plan (slots, who takes which path) is made again whenever the wiring
+        changes during the run (a sensor fault rewires consumers to its true value).
         """
-        env = self.env
-        values = self._values
-        at, base = self._at, self.step_size
-        plan = [(m, m.component.step, m.every, m.every * base, m.gather, _writer(values, m.scatter))
-                for m in self._members.values()]  # in Gauss–Seidel order
-        recorder, every = self.recorder, self._record_every
-        append, pick = recorder.append, _picker(self._record_indices)
-        commit, prio = self._commit_values, EventPriority(_PRIO_COMPONENT)
+        env, values, at, every = self.env, self._values, self._at, self._record_every
+        append, pick = self.recorder.append, picker(self._record_indices)
+        n_signals = self._n_signals
+        # every signal recorded, in slot order (the default): the committed row is the slice
+        # the finiteness check sums, taken once for both
+        whole_row = self._record_indices == list(range(n_signals))
+        check, prio = self._check_finite, EventPriority(_PRIO_COMPONENT)
+        wiring, plan, delayed = -1, [], []  # the plan is made on the first step
         # even the first step waits for its priority: a process starts URGENT, which would
         # put it before the events and input changes due at the same time
         yield _Tick(env, 0, prio)
         k = int(env.now)
         t = at(k)
         while True:
-            for member, step, m_every, dt, gather, put in plan:
+            if wiring != self._wiring:
+                wiring, plan, delayed = self._wiring, self._step_plan(), self._delayed
+            for member, m_every, dt, fast, args, first, end, step, gather, put in plan:
                 if m_every != 1 and k % m_every:
                     continue  # a component with every = m steps at k = 0, m, 2m, ...
-                if member.faults or member.truth:
+                if fast is not None:
+                    out = fast(t, dt, args(values))
+                    try:
+                        if len(out) != end - first:  # a slice of another length shifts slots
+                            raise ValueError
+                        values[first:end] = out
+                    except (TypeError, ValueError):
+                        raise self._bad_values(member, out, t) from None
+                elif member.truth:  # its sensors' true values and faults
                     self._step_member(member, t, dt)
-                    continue
-                out = step(t, dt, {n: values[i] for n, i in gather})
-                try:
-                    put(out)
-                except (KeyError, TypeError):
-                    raise self._bad_outputs(member, out, t) from None
-            # the commit: outputs at t_{k+1}
+                else:
+                    out = step(t, dt, {n: values[i] for n, i in gather})
+                    try:
+                        put(out)
+                    except (KeyError, TypeError):
+                        raise self._bad_outputs(member, out, t) from None
+            # the commit: outputs at t_{k+1}; delayed connections take their new values
             k += 1
             t1 = at(k)
-            commit(t1)
+            for src, dst in delayed:
+                values[dst] = values[src]
+            row = values[:n_signals]
+            try:
+                total = sum(row)
+            except TypeError:  # not a number: the full check says which
+                total = None
+            if not (isinstance(total, float) and isfinite(total)):
+                check(t1, total)
             recorded = k % every == 0
             if recorded:
-                append(t1, pick(values))
+                append(t1, row if whole_row else pick(values))
             if self._stop_requested:
                 self._halt_after_commit(t1, recorded)
             yield _Tick(env, 1, prio)
             t = t1
+
+    def _step_plan(self) -> list[tuple[Any, ...]]:
+        """Per member, in Gauss–Seidel order, what :meth:`_step_process` needs to step it:
+        ``(member, every, dt, step_values or None, inputs getter, first and end output
+        slot, step, gather, output writer)``. ``step_values`` is taken where the class
+        offers it (:meth:`Component.has_step_values`), its outputs lie in consecutive slots
+        (as they are laid out) and no sensor of it has a true value to keep (those go
+        through :meth:`_step_member`)."""
+        values, base = self._values, self.step_size
+        plan: list[tuple[Any, ...]] = []
+        for m in self._members.values():
+            comp = m.component
+            slots = [i for _, i in m.scatter]
+            first = slots[0] if slots else 0
+            consecutive = slots == list(range(first, first + len(slots)))
+            # an instance whose step was replaced (a spy, a wrapper) is stepped through it
+            fast = (comp.step_values if consecutive and not m.truth and "step" not in vars(comp)
+                    and isinstance(comp, Component) and type(comp).has_step_values() else None)
+            plan.append((m, m.every, m.every * base, fast, getter([i for _, i in m.gather]),
+                         first, first + len(slots), comp.step, m.gather, writer(values, m.scatter)))
+        return plan
 
     def _commit_values(self, t: float) -> None:
         """Delayed connections take their new values; the outputs at ``t`` must be finite."""
@@ -555,22 +618,35 @@ class Simulation:
             values[dst] = values[src]
         try:
             total = sum(values[: self._n_signals])
-            # arrays of variants (an ensemble) add up to an array: one check for all
-            finite = bool(np.isfinite(total).all()) if isinstance(total, np.ndarray) else (
-                math.isfinite(total))
         except TypeError:
-            finite = False
-        if not finite:
-            bad = [
-                _bad_text(name, values[i])
-                for name, i in self._slots.items()
-                if not _finite(values[i])
-            ]
-            if bad:
-                raise SimulationError(
-                    f"non-finite signal(s) at t={t:g} s: "
-                    + ", ".join(bad)
-                )
+            total = None
+        if not (isinstance(total, float) and isfinite(total)):
+            self._check_finite(t, total)
+
+    def _check_finite(self, t: float, total: Any) -> None:
+        """Raise, naming them, if signals at ``t`` are not finite; ``total`` is their sum
+        (None if it failed), which is enough to pass arrays of variants (an ensemble) that
+        add up to finite values. Finite floats whose sum overflowed pass after the look at
+        each value."""
+        if isinstance(total, np.ndarray) and bool(np.isfinite(total).all()):
+            return
+        if total is not None and not isinstance(total, np.ndarray):
+            try:
+                if math.isfinite(total):
+                    return
+            except TypeError:
+                pass
+        values = self._values
+        bad = [
+            bad_text(name, values[i])
+            for name, i in self._slots.items()
+            if not finite(values[i])
+        ]
+        if bad:
+            raise SimulationError(
+                f"non-finite signal(s) at t={t:g} s: "
+                + ", ".join(bad)
+            )
 
     def _start_source(self, name: str, *, resample: bool = False) -> None:
         """Follow the profile of ``name``; ``resample`` also applies its value now."""
@@ -668,7 +744,7 @@ class Simulation:
     def _checked_input(self, signal: str, value: float) -> float:
         port = self._ports[signal]
         if isinstance(value, np.ndarray):  # one value per variant (an ensemble)
-            return _checked_array(signal, port, value, self.time)
+            return checked_array(signal, port, value, self.time)
         try:
             number = float(value)
         except (TypeError, ValueError):
@@ -742,6 +818,7 @@ class Simulation:
         if slot in self._true_slots:
             return self._true_slots[slot]
         tslot = self._true_slots[slot] = len(self._values)
+        self._wiring += 1
         self._values.append(self._values[slot])
         self._members[split_signal(signal)[0]].truth.append((slot, tslot))
         for conn in self.connections:
@@ -844,69 +921,3 @@ def _clock(start: float, step: float) -> Callable[[float], float]:
     if scale == 1:
         return lambda k: float(ia + k * ib)
     return lambda k: (ia + k * ib) / scale
-
-
-def _checked_array(signal: str, port: Any, value: np.ndarray, t: float) -> np.ndarray:
-    """An input's values, one per variant: numbers, finite and within the port's bounds."""
-    try:
-        number = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        raise SimulationError(f"{signal}: expected numbers, found {value!r}") from None
-    bad = ~(np.isfinite(number) & (number >= port.lower) & (number <= port.upper))
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        raise SimulationError(
-            f"{signal} at t={t:g} s: expected finite values in {port.bounds_text()}, found "
-            f"{float(number[rows[0]])!r} in variant {rows[0]}"
-            + (f" (and {len(rows) - 1} more variant(s))" if len(rows) > 1 else "")
-        )
-    return number
-
-
-def _bad_text(name: str, value: Any) -> str:
-    """``name = value`` for a non-finite signal; for an array, which variants and a value."""
-    if not isinstance(value, np.ndarray) or value.ndim == 0:
-        return f"{name} = {value!r}"
-    try:
-        rows = np.flatnonzero(~np.isfinite(value))
-    except TypeError:
-        return f"{name} = {value!r}"
-    shown = ", ".join(str(r) for r in rows[:10]) + (", ..." if len(rows) > 10 else "")
-    return f"{name} = {float(value[rows[0]])!r} in variant(s) {shown} (of {value.size})"
-
-
-def _writer(values: list[Any], scatter: list[tuple[str, int]]) -> Callable[[Any], None]:
-    """What puts a component's outputs (a mapping) into their slots: one slice assignment
-    when the slots run consecutively, as a component's outputs are laid out."""
-    slots = [i for _, i in scatter]
-    if len(slots) >= 2 and slots == list(range(slots[0], slots[0] + len(slots))):
-        first, end = slots[0], slots[0] + len(slots)
-        get = itemgetter(*(n for n, _ in scatter))
-
-        def put(out: Any) -> None:
-            values[first:end] = get(out)
-        return put
-
-    def put_each(out: Any) -> None:
-        for n, i in scatter:
-            values[i] = out[n]
-    return put_each
-
-
-def _picker(indices: list[int]) -> Callable[[list[Any]], list[Any]]:
-    """What takes a recorded row out of the values: a slice when the columns are the
-    first slots in order (every signal recorded), else the slots picked one by one."""
-    n = len(indices)
-    if indices == list(range(n)):
-        return lambda values: values[:n]
-    get = itemgetter(*indices) if n >= 2 else None
-    if get is None:
-        return lambda values: [values[i] for i in indices]
-    return lambda values: list(get(values))
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return math.isfinite(value)
-    except TypeError:
-        return bool(np.all(np.isfinite(value)))

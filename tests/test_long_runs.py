@@ -137,7 +137,7 @@ def test_a_streaming_recorder_hands_on_full_chunks_and_keeps_only_one():
     for k in range(40):
         rec.append(float(k), [k, -k])
     assert [len(t) for t, _ in sink.chunks] == [16, 16] and len(rec) == 40
-    assert rec._times.shape == (16,)
+    assert rec._data.shape == (16, 3)  # 16 rows of time and two signals
     rec.flush()
     times = np.concatenate([t for t, _ in sink.chunks])
     rows = np.concatenate([r for _, r in sink.chunks])
