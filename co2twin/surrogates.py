@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from cosim.errors import ModelError, ScenarioError
 from models.selection import model_set
-from models.surrogate import ModelSet
+from models.model_set import ModelSet
 
 from .scenario_schema import Scenario
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import math
 from typing import Any, ClassVar
-from collections.abc import Mapping
+from operator import itemgetter
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -112,25 +113,32 @@ class Feed(Component):
         xp = namespace(inputs["gas_flow_setpoint"], inputs["co2_fraction_setpoint"],
                        inputs["co2_recycle"])
         if xp is SCALAR and self._co2 is not None:
-            return self._step_floats(dt, inputs)
+            return dict(zip(_OUTPUT_NAMES, self._step_floats(dt, _INPUTS_OF(inputs)), strict=True))
         return self._step_general(dt, inputs, xp)
 
-    def _step_floats(self, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    def step_values(self, t: float, dt: float, values: tuple[Any, ...]) -> Sequence[Any]:
+        """:meth:`step` with positional inputs and outputs, the engine's path: on numbers after
+        the first step the float step's tuple itself (what :meth:`step` puts in its dict),
+        else :meth:`step` (arrays of variants, the first step)."""
+        if self._co2 is not None and namespace(*values) is SCALAR:
+            return self._step_floats(dt, values)
+        return super().step_values(t, dt, values)
+
+    def _step_floats(self, dt: float, values: tuple[Any, ...]) -> tuple[Any, ...]:
         """:meth:`_step_general` on floats after the first step, unrolled: the same operations
         in the same order (``min(a, b)`` written ``b if b < a else a``, what it returns), the
-        decay factors ``exp(-dt / tau)`` kept while ``dt`` and the time constants stay."""
+        decay factors ``exp(-dt / tau)`` kept while ``dt`` and the time constants stay.
+        Inputs and outputs by position, in the order of :attr:`inputs` and :attr:`outputs`."""
         p = self.p
-        q, x = inputs["gas_flow_setpoint"], inputs["co2_fraction_setpoint"] / 100.0
+        q, x, an_sp, cat_sp, c_an_t, c_cat_t, rh_t, recycle = values
+        x = x / 100.0
         co2_sp = q * x
         n2_sp = q - co2_sp
-        an_sp, cat_sp = inputs["anolyte_flow_setpoint"], inputs["catholyte_flow_setpoint"]
         co2_max, n2_max, pump_max = p.co2_mfc_max, p.n2_mfc_max, p.pump_max
         co2_t = (co2_max if co2_max < co2_sp else co2_sp) * p.co2_supply_fraction
         n2_t = n2_max if n2_max < n2_sp else n2_sp
         an_t = (pump_max if pump_max < an_sp else an_sp) * p.anolyte_pump_on
         cat_t = (pump_max if pump_max < cat_sp else cat_sp) * p.catholyte_pump_on
-        c_an_t, c_cat_t = inputs["anolyte_conc_setpoint"], inputs["catholyte_conc_setpoint"]
-        rh_t = inputs["humidity_setpoint"]
         if dt > 0.0:
             key = (dt, p.mfc_time_constant, p.pump_time_constant, p.dosing_time_constant,
                    p.humidifier_time_constant)
@@ -146,36 +154,35 @@ class Feed(Component):
             self._rh = rh_t + (self._rh - rh_t) * rh_lag
         fresh = self._co2 / _ML_MIN_PER_MOL_S
         self._fed = self._fed + fresh * dt
-        recycle = inputs["co2_recycle"]
         recycle_rate = recycle / _ML_MIN_PER_MOL_S
         self._recycled = self._recycled + recycle_rate * dt
         co2 = self._co2 + recycle
         total = co2 + self._n2
         co2_sat, n2_sat = co2_sp > co2_max, n2_sp > n2_max
         an_sat, cat_sat = an_sp > pump_max, cat_sp > pump_max
-        return {
-            "gas_flow": total,
-            "co2_fraction": 100.0 * co2 / total if total > 0.0 else 0.0,
-            "co2_flow": co2,
-            "fresh_co2_rate": fresh,
-            "fresh_co2_fed": self._fed,
-            "recycle_co2_rate": recycle_rate,
-            "anolyte_flow": self._an,
-            "catholyte_flow": self._cat,
-            "anolyte_conc": self._c_an,
-            "catholyte_conc": self._c_cat,
-            "humidity": self._rh,
-            "recycle_co2_fed": self._recycled,
-            "co2_mfc_request": co2_sp,
-            "n2_mfc_request": n2_sp,
-            "co2_mfc_flow": self._co2,
-            "n2_mfc_flow": self._n2,
-            "co2_mfc_saturated": 1.0 if co2_sat else 0.0,
-            "n2_mfc_saturated": 1.0 if n2_sat else 0.0,
-            "anolyte_pump_saturated": 1.0 if an_sat else 0.0,
-            "catholyte_pump_saturated": 1.0 if cat_sat else 0.0,
-            "saturated": 1.0 if co2_sat or n2_sat or an_sat or cat_sat else 0.0,
-        }
+        return (  # in the order of the outputs (_OUTPUT_NAMES)
+            total,
+            100.0 * co2 / total if total > 0.0 else 0.0,  # co2_fraction
+            co2,
+            fresh,
+            recycle_rate,
+            self._fed,
+            self._an,
+            self._cat,
+            self._c_an,
+            self._c_cat,
+            self._rh,
+            self._recycled,
+            co2_sp,
+            n2_sp,
+            self._co2,
+            self._n2,
+            1.0 if co2_sat else 0.0,
+            1.0 if n2_sat else 0.0,
+            1.0 if an_sat else 0.0,
+            1.0 if cat_sat else 0.0,
+            1.0 if co2_sat or n2_sat or an_sat or cat_sat else 0.0,  # saturated
+        )
 
     def _step_general(self, dt: float, inputs: Mapping[str, Any], xp: Any) -> dict[str, Any]:
         """:meth:`step` in the namespace ``xp``: arrays of variants, and the first float step."""
@@ -255,3 +262,20 @@ def _decay(dt: float, tau: Any) -> Any:
     if isinstance(tau, np.ndarray):
         return np.where(tau > 0.0, np.exp(-dt / np.where(tau > 0.0, tau, 1.0)), 0.0)
     return math.exp(-dt / tau) if tau > 0.0 else 0.0
+
+
+#: the inputs and outputs in the order of the ports, as :meth:`Feed._step_floats` takes and
+#: returns them (its tuple is written in this order: a change of the ports must change it)
+_INPUT_NAMES = ("gas_flow_setpoint", "co2_fraction_setpoint", "anolyte_flow_setpoint",
+                "catholyte_flow_setpoint", "anolyte_conc_setpoint", "catholyte_conc_setpoint",
+                "humidity_setpoint", "co2_recycle")
+_OUTPUT_NAMES = ("gas_flow", "co2_fraction", "co2_flow", "fresh_co2_rate", "recycle_co2_rate",
+                 "fresh_co2_fed", "anolyte_flow", "catholyte_flow", "anolyte_conc", "catholyte_conc",
+                 "humidity", "recycle_co2_fed", "co2_mfc_request", "n2_mfc_request", "co2_mfc_flow",
+                 "n2_mfc_flow", "co2_mfc_saturated", "n2_mfc_saturated", "anolyte_pump_saturated",
+                 "catholyte_pump_saturated", "saturated")
+if (tuple(p.name for p in Feed.inputs), tuple(p.name for p in Feed.outputs)) != (
+        _INPUT_NAMES, _OUTPUT_NAMES):
+    raise ImportError("components/feed.py: Feed._step_floats takes and returns the ports in the "
+                      "order of _INPUT_NAMES and _OUTPUT_NAMES; the ports changed")
+_INPUTS_OF = itemgetter(*_INPUT_NAMES)

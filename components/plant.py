@@ -22,7 +22,7 @@ from .reactor import Reactor
 from .separation import Separation
 
 if TYPE_CHECKING:
-    from models.surrogate import ModelSet
+    from models.model_set import ModelSet
 
 __all__ = ["STAGES", "INPUTS", "FAULTS", "LIMITS", "UNDEFINED_WHEN_ZERO", "KEY_SIGNALS", "SETPOINTS",
            "FLAGS", "Flag", "build_plant", "resolve_input", "recorded_as"]

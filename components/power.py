@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import math
 from typing import Any, ClassVar
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from cosim import Component, Parameter, Port
 
 __all__ = ["PowerSupply"]
+
+#: the outputs in the order :meth:`PowerSupply._step_floats` returns them (checked in the class)
+_OUTPUT_NAMES = ("current", "voltage_limited", "current_limited", "slew_limited")
 
 
 class PowerSupply(Component):
@@ -48,11 +51,24 @@ class PowerSupply(Component):
         self._current: float | None = None
 
     def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        p = self.p
         setpoint, voltage = inputs["current_setpoint"], inputs["cell_voltage"]
         if (type(setpoint) is not float and isinstance(setpoint, np.ndarray)) or (
                 type(voltage) is not float and isinstance(voltage, np.ndarray)):
             return self._step_arrays(dt, setpoint, voltage)
+        return dict(zip(_OUTPUT_NAMES, self._step_floats(dt, setpoint, voltage), strict=True))
+
+    def step_values(self, t: float, dt: float, values: tuple[Any, ...]) -> Sequence[Any]:
+        """:meth:`step` with positional inputs and outputs, the engine's path: on numbers the
+        float step's tuple itself (what :meth:`step` puts in its dict), else :meth:`step`."""
+        setpoint, voltage = values
+        if (type(setpoint) is not float and isinstance(setpoint, np.ndarray)) or (
+                type(voltage) is not float and isinstance(voltage, np.ndarray)):
+            return super().step_values(t, dt, values)
+        return self._step_floats(dt, setpoint, voltage)
+
+    def _step_floats(self, dt: float, setpoint: float, voltage: float) -> tuple[float, ...]:
+        """The step on numbers: the outputs in the order of :attr:`outputs`."""
+        p = self.p
         # min(a, b) written ``b if b < a else a`` (what it returns) saves its call every step
         max_current = p.max_current
         rated = setpoint > max_current and p.output_enabled > 0.0
@@ -71,8 +87,7 @@ class PowerSupply(Component):
             current = previous + (move if move > -change else -change)  # max(-change, move)
             slewed = dt > 0.0 and abs(target - previous) > change
         self._current = current
-        return {"current": current, "voltage_limited": 1.0 if limited else 0.0,
-                "current_limited": 1.0 if rated else 0.0, "slew_limited": 1.0 if slewed else 0.0}
+        return (current, 1.0 if limited else 0.0, 1.0 if rated else 0.0, 1.0 if slewed else 0.0)
 
     def _step_arrays(self, dt: float, setpoint: Any, voltage: Any) -> dict[str, Any]:
         """:meth:`step` on arrays of variants (an ensemble): the same arithmetic, element-wise,
@@ -96,3 +111,8 @@ class PowerSupply(Component):
         self._current = current
         return {"current": current, "voltage_limited": np.where(limited, 1.0, 0.0),
                 "current_limited": np.where(rated, 1.0, 0.0), "slew_limited": np.where(slewed, 1.0, 0.0)}
+
+
+if tuple(port.name for port in PowerSupply.outputs) != _OUTPUT_NAMES:
+    raise ImportError(f"components/power.py: _step_floats returns {', '.join(_OUTPUT_NAMES)} in "
+                      f"this order; PowerSupply.outputs are {[p.name for p in PowerSupply.outputs]}")

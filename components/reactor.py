@@ -3,15 +3,19 @@ from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING, Any, ClassVar
-from collections.abc import Mapping
+from operator import itemgetter
+from collections.abc import Mapping, Sequence
+
+import numpy as np
 
 from cosim import Component, Parameter, Port
 from models import electrochemistry as ec
 from models.balance import close
-from models.variables import VARIABLES
+from models.variables import FEATURES, VARIABLES
 
 if TYPE_CHECKING:
-    from models.surrogate import ModelSet
+    from models.bank import PendingBatch
+    from models.model_set import ModelSet
 
 __all__ = ["Reactor"]
 
@@ -32,11 +36,20 @@ _ZH = ec.Z_H2 * ec.F
 _KW = ec.KW
 _ML_MIN_PER_MOL_S = ec.gas_ml_min(1.0)
 _PKW_25 = ec.pkw_water(25.0)
-# Reactor._estimate_floats names the flag outputs of these variables, in this order
+# Reactor._estimate_floats names the flag outputs of these variables, in this order, and hands
+# the surrogates their signals by position: the features, then current and ambient temperature
+# (models.surrogate.SIGNALS)
 if tuple(VARIABLES) != ("cell_voltage", "fe_formate", "outlet_co2_fraction", "anolyte_ph"):
     raise ImportError(f"components/reactor.py: the float step names the flag outputs of "
                       f"cell_voltage, fe_formate, outlet_co2_fraction, anolyte_ph; "
                       f"models.variables.VARIABLES has {tuple(VARIABLES)}")
+_SIGNAL_ORDER = ("current_density", "gas_flow", "co2_fraction", "humidity", "anolyte_flow",
+                 "catholyte_flow", "anolyte_conc", "catholyte_conc", "cell_temperature",
+                 "charge_passed")
+if tuple(FEATURES) != _SIGNAL_ORDER:
+    raise ImportError(f"components/reactor.py: the float step hands the surrogates "
+                      f"{', '.join(_SIGNAL_ORDER)}, current, ambient_temperature in this order; "
+                      f"models.variables.FEATURES has {tuple(FEATURES)}")
 
 #: per variable: its envelope flag, bound flag and correction columns
 _COLUMNS_OF = {v: (f"{v}_outside_envelope", f"{v}_bounded", f"{v}_correction") for v in VARIABLES}
@@ -60,7 +73,7 @@ class Reactor(Component):
     cumulative quantities (``energy``, ``charge_passed``, ``formate_produced``)
     advance by ``rate * dt`` so they agree with the recorded rates exactly.
 
-    ``models`` (a :class:`models.surrogate.ModelSet`) replaces the physics of
+    ``models`` (a :class:`models.model_set.ModelSet`) replaces the physics of
     cell voltage, FE to formate, outlet CO2 fraction and anolyte pH by
     surrogates, variable by variable. Their estimates pass through the balances
     (:func:`models.balance.close`). The trained models estimate FE under the
@@ -185,8 +198,16 @@ class Reactor(Component):
                           inputs["anolyte_flow"], inputs["catholyte_flow"], inputs["anolyte_conc"],
                           inputs["catholyte_conc"], inputs["ambient_temperature"])
         if xp is ec.SCALAR and self._oh is not None:
-            return self._step_floats(t, dt, inputs)
+            return dict(zip(_OUTPUT_NAMES, self._step_floats(t, dt, _INPUTS_OF(inputs)), strict=True))
         return self._step_general(t, dt, inputs, xp)
+
+    def step_values(self, t: float, dt: float, values: tuple[Any, ...]) -> Sequence[Any]:
+        """:meth:`step` with positional inputs and outputs, the engine's path: on numbers after
+        the first step the float step's tuple itself (what :meth:`step` puts in its dict),
+        else :meth:`step` (arrays of variants, the first step)."""
+        if self._oh is not None and ec.namespace(*values) is ec.SCALAR:
+            return self._step_floats(t, dt, values)
+        return super().step_values(t, dt, values)
 
     def _step_general(self, t: float, dt: float, inputs: Mapping[str, Any], xp: Any) -> dict[str, Any]:
         """:meth:`step` through the physics functions of :mod:`models.electrochemistry` in the
@@ -215,22 +236,28 @@ class Reactor(Component):
         self._charge_ah = self._charge_ah + current * dt / 3600.0
         self._hours = self._hours + xp.where(current > 0.0, dt / 3600.0, 0.0)
         damage = ec.catalyst_damage(self._charge_ah, self._hours, c, xp)
-
-        co2_in = ec.gas_mol_s(gas * x / 100.0)
-        n2 = ec.gas_mol_s(gas * (1.0 - x / 100.0))
-        formate, carbonate, fe = ec.faradaic_split(current, co2_in, x, gas, q_cat, damage, c, xp)
-        # the Nernst term reads the OH- activity (the 25 degC scale); the reported pH is a
-        # probe's at the cell temperature
-        voltage = ec.cell_voltage(current, self._temperature, ec.ph_from_hydroxide(self._oh, xp),
-                                  c_an, c_cat, q_cat, inputs["humidity"], damage, c, xp)
-        ph = ec.ph_from_hydroxide(self._oh, xp, ec.ph_scale(self._temperature, c))
-        h2 = (current - formate * ec.Z_FORMATE * ec.F) / (ec.Z_H2 * ec.F)
-        co2_out = co2_in - formate - carbonate
-        flags: dict[str, Any] = {}
-        limits: dict[str, tuple[Any, Any]] = {}
-        if self.models is not None:
-            voltage, ph, formate, h2, co2_out, carbonate, fe, limits, flags = self._estimate(
-                self.models, t + dt, inputs, voltage, ph, fe, co2_in, n2, co2_out, xp)
+        signals, started = self._start_models(inputs, xp)
+        try:
+            co2_in = ec.gas_mol_s(gas * x / 100.0)
+            n2 = ec.gas_mol_s(gas * (1.0 - x / 100.0))
+            formate, carbonate, fe = ec.faradaic_split(current, co2_in, x, gas, q_cat, damage, c, xp)
+            # the Nernst term reads the OH- activity (the 25 degC scale); the reported pH is a
+            # probe's at the cell temperature
+            voltage = ec.cell_voltage(current, self._temperature, ec.ph_from_hydroxide(self._oh, xp),
+                                      c_an, c_cat, q_cat, inputs["humidity"], damage, c, xp)
+            ph = ec.ph_from_hydroxide(self._oh, xp, ec.ph_scale(self._temperature, c))
+            h2 = (current - formate * ec.Z_FORMATE * ec.F) / (ec.Z_H2 * ec.F)
+            co2_out = co2_in - formate - carbonate
+            flags: dict[str, Any] = {}
+            limits: dict[str, tuple[Any, Any]] = {}
+            if self.models is not None:
+                voltage, ph, formate, h2, co2_out, carbonate, fe, limits, flags = self._estimate(
+                    self.models, t + dt, inputs, signals, started, voltage, ph, fe, co2_in, n2,
+                    co2_out, xp)
+        except BaseException:
+            if started is not None:
+                started.close()  # no thread may go on into the buffers of the next step
+            raise
         outlet = co2_out + n2 + h2
         power = voltage * current
         self._heat = xp.maximum(voltage - c.e_thermoneutral, 0.0) * current
@@ -276,16 +303,26 @@ class Reactor(Component):
             zero = current * 0.0
             out.update(dict.fromkeys(_FLAG_COLUMNS, zero))
             return out
-        bounded = current * 0.0
-        for v, (outside, flag_name, correction_name) in _COLUMNS_OF.items():
-            out[outside] = flags[v]
-            out[flag_name], out[correction_name] = limits[v]
-            bounded = xp.maximum(bounded, limits[v][0])
-        out["estimate_bounded"] = bounded
+        out.update(_flag_outputs(flags, limits, current, xp))
         return out
 
-    def _step_floats(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """:meth:`step` on plain floats after the first step (the single run's every step).
+    def _start_models(self, inputs: Mapping[str, Any], xp: Any,
+                      ) -> tuple[dict[str, Any], PendingBatch | None]:
+        """What the surrogates read (:meth:`_model_signals`) and, on arrays of variants, their
+        networks begun (:meth:`models.model_set.ModelSet.start_batch`): in the batch threads
+        (:func:`models.bank.batch_threads`) while :meth:`_step_general`'s physics runs in the
+        caller's, and :meth:`_estimate` takes their result."""
+        if self.models is None:
+            return {}, None
+        signals = self._model_signals(inputs)
+        if xp is ec.SCALAR:
+            return signals, None
+        return signals, self.models.start_batch(signals, np.broadcast(*signals.values()).shape[0])
+
+    def _step_floats(self, t: float, dt: float, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        """:meth:`step` on plain floats after the first step (the single run's every step),
+        inputs and outputs by position in the order of :attr:`inputs` and :attr:`outputs`
+        (no dict to build or read: the engine calls it through :meth:`step_values`).
 
         The physics functions of :mod:`models.electrochemistry` inlined, with the same
         operations in the same order, so the bits are those of :meth:`_step_general` in the
@@ -296,13 +333,7 @@ class Reactor(Component):
         """
         c = self._cell
         exp = math.exp
-        current = inputs["current"]
-        gas = inputs["gas_flow"]
-        x = inputs["co2_fraction"]
-        q_an, q_cat = inputs["anolyte_flow"], inputs["catholyte_flow"]
-        c_an, c_cat = inputs["anolyte_conc"], inputs["catholyte_conc"]
-        ambient = inputs["ambient_temperature"]
-        humidity = inputs["humidity"]
+        current, gas, x, q_an, q_cat, c_an, c_cat, humidity, ambient = values
 
         # ec.hydroxide_step
         oh = self._oh
@@ -331,7 +362,7 @@ class Reactor(Component):
         m = self.models
         if m is not None:
             (voltage, ph, formate, h2, co2_out, carbonate, fe, flag_outputs) = self._estimate_floats(
-                m, t + dt, inputs, j, temperature, charge, voltage, ph, fe, co2_in, n2, co2_out,
+                m, t + dt, values, j, temperature, charge, voltage, ph, fe, co2_in, n2, co2_out,
                 demand, safe_current)
         outlet = co2_out + n2 + h2
         power = voltage * current
@@ -343,77 +374,65 @@ class Reactor(Component):
         self._carbonate = lost = self._carbonate + carbonate * dt
         safe_outlet = 1e-300 if outlet < 1e-300 else outlet
         formate_mol_h = formate * 3600.0
-        out = {
-            "current_density": j,
-            "cell_voltage": voltage,
-            "fe_formate": fe,
-            "fe_h2": 1.0 - fe,
-            "formate_rate": formate,
-            "formate_production": formate_mol_h * ec.M_HCOO,
-            "h2_rate": h2,
-            "co2_in_rate": co2_in,
-            "co2_out_rate": co2_out,
-            "carbonate_rate": carbonate,
-            "n2_rate": n2,
-            "outlet_gas_flow": outlet * _ML_MIN_PER_MOL_S,
-            "outlet_co2_fraction": 100.0 * co2_out / safe_outlet,
-            "outlet_h2_fraction": 100.0 * h2 / safe_outlet,
-            "single_pass_conversion": 100.0 * formate / (1e-300 if co2_in < 1e-300 else co2_in),
-            "anolyte_ph": ph,
-            "cell_temperature": temperature,
-            "power": power,
-            "energy": energy,
-            "charge_passed": charge,
-            "formate_produced": produced,
-            "co2_fed": fed,
-            "carbonate_lost": lost,
-            "catalyst_damage": damage,
-            "formate_outlet_conc": (formate * ec.M_HCOO * 60000.0 / (1e-300 if q_cat < 1e-300 else q_cat)
-                                    if q_cat > 0.0 else 0.0),
-            "specific_energy": (power / (1e-300 if formate_mol_h < 1e-300 else formate_mol_h)
-                                if formate_mol_h > 1e-12 else 0.0),
-            "energy_per_kg": (power / (1e-300 if formate_mol_h * ec.M_HCOOH < 1e-300
-                                       else formate_mol_h * ec.M_HCOOH)
-                              if formate_mol_h > 1e-12 else 0.0),
-        }
-        out.update(dict.fromkeys(_FLAG_COLUMNS, current * 0.0) if m is None else flag_outputs)
-        return out
+        return (  # in the order of the outputs (_OUTPUT_NAMES), the model flags last
+            j,  # current_density
+            voltage,
+            fe,
+            1.0 - fe,  # fe_h2
+            formate,
+            formate_mol_h * ec.M_HCOO,  # formate_production
+            h2,
+            co2_in,
+            co2_out,
+            carbonate,
+            n2,
+            outlet * _ML_MIN_PER_MOL_S,  # outlet_gas_flow
+            100.0 * co2_out / safe_outlet,  # outlet_co2_fraction
+            100.0 * h2 / safe_outlet,  # outlet_h2_fraction
+            100.0 * formate / (1e-300 if co2_in < 1e-300 else co2_in),  # single_pass_conversion
+            ph,
+            temperature,
+            power,
+            energy,
+            charge,
+            produced,
+            fed,
+            lost,
+            damage,
+            (formate * ec.M_HCOO * 60000.0 / (1e-300 if q_cat < 1e-300 else q_cat)
+             if q_cat > 0.0 else 0.0),  # formate_outlet_conc
+            (power / (1e-300 if formate_mol_h < 1e-300 else formate_mol_h)
+             if formate_mol_h > 1e-12 else 0.0),  # specific_energy
+            (power / (1e-300 if formate_mol_h * ec.M_HCOOH < 1e-300 else formate_mol_h * ec.M_HCOOH)
+             if formate_mol_h > 1e-12 else 0.0),  # energy_per_kg
+            *((current * 0.0,) * len(_FLAG_COLUMNS) if m is None else flag_outputs),
+        )
 
-    def _estimate_floats(self, m: ModelSet, t: float, inputs: Mapping[str, Any], j: float,
+    def _estimate_floats(self, m: ModelSet, t: float, values: tuple[Any, ...], j: float,
                          temperature: float, charge: float, voltage: float, ph: float, fe: float,
                          co2_in: float, n2: float, co2_out: float, demand: float,
                          safe_current: float) -> tuple[Any, ...]:
         """:meth:`_estimate` on plain floats, inlined the same way as :meth:`_step_floats`;
-        returns ``voltage, ph, formate, h2, co2_out, carbonate, fe`` and the flag outputs."""
-        current = inputs["current"]
-        x = inputs["co2_fraction"]
-        signals = {
-            "current": current,
-            "current_density": j,
-            "gas_flow": inputs["gas_flow"],
-            "co2_fraction": x,
-            "humidity": inputs["humidity"],
-            "anolyte_flow": inputs["anolyte_flow"],
-            "catholyte_flow": inputs["catholyte_flow"],
-            "anolyte_conc": inputs["anolyte_conc"],
-            "catholyte_conc": inputs["catholyte_conc"],
-            "ambient_temperature": inputs["ambient_temperature"],
-            "cell_temperature": temperature,
-            "charge_passed": charge,
-        }
+        ``values`` are the inputs in port order; returns ``voltage, ph, formate, h2, co2_out,
+        carbonate, fe`` and the flag outputs as a tuple in the order of the outputs.
+        The surrogates take their signals and physics values by position
+        (:meth:`models.model_set.ModelSet.estimate_sample`): building the dicts of the general
+        call cost as much per step as the rest of this method."""
+        current, gas, x, q_an, q_cat, c_an, c_cat, humidity, ambient = values
         if self._by_demand:
             carbon = demand
         else:
             outlet_phys = co2_out + n2 + (current * (1.0 - fe)) / _ZH
             carbon = 100.0 * co2_out / (1e-300 if outlet_phys < 1e-300 else outlet_phys)
         supply = co2_in * _ZF / safe_current  # ec.fe_ceiling
-        est, flags = m.estimate_all(
-            signals, {"cell_voltage": voltage, "anolyte_ph": ph, "fe_formate": fe,
-                      "outlet_co2_fraction": carbon},
-            t, {"fe_formate": 1.0 if supply > 1.0 else supply})
-        closed = close(current, co2_in, n2, est["fe_formate"], est["outlet_co2_fraction"],
-                       demand=self._by_demand, physics_demand=demand)
-        v_raw, ph_raw = est["cell_voltage"], est["anolyte_ph"]
+        # by position: the signals in models.surrogate.SIGNALS order (checked at import), the
+        # variables in SAMPLE_VARIABLES order (voltage, pH, FE, outlet CO2 side)
+        (v_raw, ph_raw, fe_est, carbon_est), flags = m.estimate_sample(
+            (j, gas, x, humidity, q_an, q_cat, c_an, c_cat, temperature, charge, current, ambient),
+            (voltage, ph, fe, carbon), (1.0, 1.0, 1.0 if supply > 1.0 else supply, 1.0), t)
+        (fe, formate, h2, carbonate, co2_out, fe_correction, carbon_correction, fe_bounded,
+         carbon_bounded) = close(current, co2_in, n2, fe_est, carbon_est,
+                                 demand=self._by_demand, physics_demand=demand)
         voltage = 0.0 if v_raw < 0.0 else v_raw
         voltage = 100.0 if voltage > 100.0 else voltage
         ph = -2.0 if ph_raw < -2.0 else ph_raw
@@ -424,42 +443,28 @@ class Reactor(Component):
         # the largest of the bound flags, from current * 0.0 in the order of VARIABLES, as
         # the general path takes it (max(a, b) is b only where b > a)
         bounded = current * 0.0
-        for flag in (v_bounded, closed.fe_bounded, closed.carbon_bounded, ph_bounded):
-            bounded = flag if flag > bounded else bounded
-        flag_outputs = {
-            "estimate_bounded": bounded,
-            "cell_voltage_outside_envelope": flags["cell_voltage"],
-            "fe_formate_outside_envelope": flags["fe_formate"],
-            "outlet_co2_fraction_outside_envelope": flags["outlet_co2_fraction"],
-            "anolyte_ph_outside_envelope": flags["anolyte_ph"],
-            "cell_voltage_bounded": v_bounded,
-            "fe_formate_bounded": closed.fe_bounded,
-            "outlet_co2_fraction_bounded": closed.carbon_bounded,
-            "anolyte_ph_bounded": ph_bounded,
-            "cell_voltage_correction": v_moved,
-            "fe_formate_correction": closed.fe_correction,
-            "outlet_co2_fraction_correction": closed.carbon_correction,
-            "anolyte_ph_correction": ph_moved,
-        }
-        return (voltage, ph, closed.formate, closed.h2, closed.co2_out, closed.carbonate, closed.fe,
-                flag_outputs)
+        bounded = v_bounded if v_bounded > bounded else bounded
+        bounded = fe_bounded if fe_bounded > bounded else bounded
+        bounded = carbon_bounded if carbon_bounded > bounded else bounded
+        bounded = ph_bounded if ph_bounded > bounded else bounded
+        # the flag outputs in the order of the outputs (_OUTPUT_NAMES: VARIABLES order in each
+        # group); ``flags`` come in SAMPLE_VARIABLES order (voltage, pH, FE, outlet CO2)
+        flag_outputs = (
+            bounded,
+            flags[0], flags[2], flags[3], flags[1],
+            v_bounded, fe_bounded, carbon_bounded, ph_bounded,
+            v_moved, fe_correction, carbon_correction, ph_moved,
+        )
+        return voltage, ph, formate, h2, co2_out, carbonate, fe, flag_outputs
 
-    def _estimate(self, m: ModelSet, t: float, inputs: Mapping[str, Any], voltage: Any, ph: Any,
-                  fe: Any, co2_in: Any, n2: Any, co2_out: Any, xp: Any) -> tuple[Any, ...]:
-        """Surrogate estimates of the four variables, closed through the balances.
-
-        ``m`` is ``self.models``, passed in once the caller has seen it is set.
-        Returns ``voltage, ph, formate, h2, co2_out, carbonate, fe, limits, flags``;
-        ``limits`` holds ``(bounded, correction)`` per variable.
-        """
-        c = self._cell
+    def _model_signals(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """What the surrogates read, by signal name (models.variables.FEATURES)."""
         current = inputs["current"]
-        x = inputs["co2_fraction"]
-        signals = {
+        return {
             "current": current,
-            "current_density": ec.current_density(current, c.area_cm2),
+            "current_density": ec.current_density(current, self._cell.area_cm2),
             "gas_flow": inputs["gas_flow"],
-            "co2_fraction": x,
+            "co2_fraction": inputs["co2_fraction"],
             "humidity": inputs["humidity"],
             "anolyte_flow": inputs["anolyte_flow"],
             "catholyte_flow": inputs["catholyte_flow"],
@@ -469,6 +474,21 @@ class Reactor(Component):
             "cell_temperature": self._temperature,
             "charge_passed": self._charge_ah,
         }
+
+    def _estimate(self, m: ModelSet, t: float, inputs: Mapping[str, Any],
+                  signals: Mapping[str, Any], started: PendingBatch | None, voltage: Any, ph: Any,
+                  fe: Any, co2_in: Any, n2: Any, co2_out: Any, xp: Any) -> tuple[Any, ...]:
+        """Surrogate estimates of the four variables, closed through the balances.
+
+        ``m`` is ``self.models``, passed in once the caller has seen it is set; ``signals``
+        what the models read (:meth:`_model_signals`); ``started`` the networks begun on
+        them (arrays of variants), or None.
+        Returns ``voltage, ph, formate, h2, co2_out, carbonate, fe, limits, flags``;
+        ``limits`` holds ``(bounded, correction)`` per variable.
+        """
+        c = self._cell
+        current = inputs["current"]
+        x = inputs["co2_fraction"]
         demand = ec.carbonate_demand(x, c)
         if self._by_demand:
             carbon = demand
@@ -478,7 +498,10 @@ class Reactor(Component):
         physics = {"cell_voltage": voltage, "anolyte_ph": ph, "fe_formate": fe,
                    "outlet_co2_fraction": carbon}
         ceiling = ec.fe_ceiling(current, co2_in, xp)
-        est, flags = m.estimate_all(signals, physics, t, {"fe_formate": ceiling})
+        if xp is ec.SCALAR:
+            est, flags = m.estimate_all(signals, physics, t, {"fe_formate": ceiling})
+        else:
+            est, flags = m.estimate_all_batch(signals, physics, t, {"fe_formate": ceiling}, started)
         closed = close(current, co2_in, n2, est["fe_formate"], est["outlet_co2_fraction"],
                        demand=self._by_demand, physics_demand=demand, xp=xp)
         v_raw, ph_raw = est["cell_voltage"], est["anolyte_ph"]
@@ -493,6 +516,21 @@ class Reactor(Component):
         }
         return (voltage, ph, closed.formate, closed.h2, closed.co2_out, closed.carbonate, closed.fe,
                 limits, flags)
+
+
+def _flag_outputs(flags: Mapping[str, Any], limits: Mapping[str, tuple[Any, Any]], current: Any,
+                  xp: Any) -> dict[str, Any]:
+    """:meth:`Reactor._step_general`'s flag outputs: per variable its envelope flag, bound flag
+    and correction, then ``estimate_bounded``, the largest bound flag (from ``current * 0.0``
+    in the order of VARIABLES, as the float step takes it)."""
+    out: dict[str, Any] = {}
+    bounded = current * 0.0
+    for v, (outside, flag_name, correction_name) in _COLUMNS_OF.items():
+        out[outside] = flags[v]
+        out[flag_name], out[correction_name] = limits[v]
+        bounded = xp.maximum(bounded, limits[v][0])
+    out["estimate_bounded"] = bounded
+    return out
 
 
 def _split_floats(c: ec.CellParameters, current: float, gas: float, x: float, q_cat: float,
@@ -555,3 +593,24 @@ def _voltage_ph_floats(c: ec.CellParameters, oh: float, temperature: float, j: f
     s = math.sqrt(oh * oh + 4.0 * kw)
     ph = pkw + math.log10((oh + s) / 2.0 if oh >= 0.0 else 2.0 * kw / (1e-300 if s - oh < 1e-300 else s - oh))
     return voltage, ph
+
+
+#: the inputs and outputs in the order of the ports, as :meth:`Reactor._step_floats` takes and
+#: returns them (its tuple is written in this order: a change of the ports must change it)
+_INPUT_NAMES = ("current", "gas_flow", "co2_fraction", "anolyte_flow", "catholyte_flow",
+                "anolyte_conc", "catholyte_conc", "humidity", "ambient_temperature")
+_OUTPUT_NAMES = (
+    "current_density", "cell_voltage", "fe_formate", "fe_h2", "formate_rate", "formate_production",
+    "h2_rate", "co2_in_rate", "co2_out_rate", "carbonate_rate", "n2_rate", "outlet_gas_flow",
+    "outlet_co2_fraction", "outlet_h2_fraction", "single_pass_conversion", "anolyte_ph",
+    "cell_temperature", "power", "energy", "charge_passed", "formate_produced", "co2_fed",
+    "carbonate_lost", "catalyst_damage", "formate_outlet_conc", "specific_energy", "energy_per_kg",
+    "estimate_bounded",
+    *(f"{v}_outside_envelope" for v in VARIABLES), *(f"{v}_bounded" for v in VARIABLES),
+    *(f"{v}_correction" for v in VARIABLES),
+)
+if (tuple(p.name for p in Reactor.inputs), tuple(p.name for p in Reactor.outputs)) != (
+        _INPUT_NAMES, _OUTPUT_NAMES):
+    raise ImportError("components/reactor.py: Reactor._step_floats takes and returns the ports "
+                      "in the order of _INPUT_NAMES and _OUTPUT_NAMES; the ports changed")
+_INPUTS_OF = itemgetter(*_INPUT_NAMES)

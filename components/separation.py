@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import math
 from typing import Any, ClassVar
-from collections.abc import Mapping
+from operator import itemgetter
+from collections.abc import Mapping, Sequence
 
 from cosim import Component, Parameter, Port
 from models import electrochemistry as ec
@@ -82,15 +83,23 @@ class Separation(Component):
     def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
         xp = ec.namespace(*inputs.values())
         if xp is ec.SCALAR:
-            return self._step_floats(dt, inputs)
+            return dict(zip(_OUTPUT_NAMES, self._step_floats(dt, _INPUTS_OF(inputs)), strict=True))
         return self._step_general(dt, inputs, xp)
 
-    def _step_floats(self, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    def step_values(self, t: float, dt: float, values: tuple[Any, ...]) -> Sequence[Any]:
+        """:meth:`step` with positional inputs and outputs, the engine's path: on numbers the
+        float step's tuple itself (what :meth:`step` puts in its dict), else :meth:`step`."""
+        if ec.namespace(*values) is ec.SCALAR:
+            return self._step_floats(dt, values)
+        return super().step_values(t, dt, values)
+
+    def _step_floats(self, dt: float, values: tuple[Any, ...]) -> tuple[Any, ...]:
         """:meth:`_step_general` on floats, unrolled per gas: the same operations in the same
-        order (``max(a, b)`` written ``b if a < b else a``, what it returns)."""
+        order (``max(a, b)`` written ``b if a < b else a``, what it returns). Inputs and
+        outputs by position, in the order of :attr:`inputs` and :attr:`outputs`."""
         p = self.p
         exp = math.exp
-        co2, h2, n2 = inputs["co2_rate"], inputs["h2_rate"], inputs["n2_rate"]
+        co2, h2, n2, formate_in, q_cat, recycle_fraction, product_draw = values
         holdup = p.separator_volume_L / ec.MOLAR_VOLUME_L
         inflow = co2 + h2 + n2
         b_co2, b_h2, b_n2 = self._gas
@@ -105,14 +114,13 @@ class Separation(Component):
             o_co2, o_h2, o_n2 = co2 - (a_co2 - b_co2) / dt, h2 - (a_h2 - b_h2) / dt, n2 - (a_n2 - b_n2) / dt
         else:
             o_co2, o_h2, o_n2 = inflow * a_co2 / holdup, inflow * a_h2 / holdup, inflow * a_n2 / holdup
-        recycle = inputs["recycle_fraction"] * o_co2
+        recycle = recycle_fraction * o_co2
         vent_co2 = o_co2 - recycle
         vent = vent_co2 + o_h2 + o_n2
         safe_vent = 1e-300 if vent < 1e-300 else vent
 
         volume = p.tank_volume_L
-        draw = inputs["product_draw"] / 60000.0  # L/s
-        formate_in = inputs["formate_rate"]
+        draw = product_draw / 60000.0  # L/s
         before_tank = self._tank
         steady = formate_in * volume / (1e-300 if draw < 1e-300 else draw)
         mixed = steady + (before_tank - steady) * exp(-draw / volume * dt)
@@ -122,30 +130,25 @@ class Separation(Component):
         else:
             draw_rate = draw * tank / volume
         conc = tank / volume
-        q_cat = inputs["catholyte_flow"] / 60000.0
+        q_cat = q_cat / 60000.0
         received, vented, recycled, formate_total, drawn = self._totals
         self._totals = totals = (received + co2 * dt, vented + vent_co2 * dt, recycled + recycle * dt,
                                  formate_total + formate_in * dt, drawn + draw_rate * dt)
-        return {
-            "vent_flow": vent * _ML_MIN_PER_MOL_S,
-            "vent_co2_rate": vent_co2,
-            "vent_co2_fraction": 100.0 * vent_co2 / safe_vent,
-            "vent_h2_fraction": 100.0 * o_h2 / safe_vent,
-            "co2_recycle_flow": recycle * _ML_MIN_PER_MOL_S,
-            "co2_recycle_rate": recycle,
-            "separator_co2": a_co2,
-            "tank_formate": tank,
-            "tank_formate_conc": conc,
-            "tank_formic_acid": conc * ec.M_HCOOH,
-            "cell_outlet_formate_conc": (
-                conc + (formate_in / (1e-300 if q_cat < 1e-300 else q_cat) if q_cat > 0.0 else 0.0)),
-            "product_draw_rate": draw_rate,
-            "co2_received": totals[0],
-            "co2_vented": totals[1],
-            "co2_recycled": totals[2],
-            "formate_received": totals[3],
-            "product_drawn": totals[4],
-        }
+        return (  # in the order of the outputs (_OUTPUT_NAMES), the totals last
+            vent * _ML_MIN_PER_MOL_S,  # vent_flow
+            vent_co2,
+            100.0 * vent_co2 / safe_vent,  # vent_co2_fraction
+            100.0 * o_h2 / safe_vent,  # vent_h2_fraction
+            recycle * _ML_MIN_PER_MOL_S,  # co2_recycle_flow
+            recycle,
+            a_co2,  # separator_co2
+            tank,
+            conc,
+            conc * ec.M_HCOOH,  # tank_formic_acid
+            conc + (formate_in / (1e-300 if q_cat < 1e-300 else q_cat) if q_cat > 0.0 else 0.0),
+            draw_rate,
+            *totals,
+        )
 
     def _step_general(self, dt: float, inputs: Mapping[str, Any], xp: Any) -> dict[str, Any]:
         """:meth:`step` in the namespace ``xp`` (arrays of variants, an ensemble)."""
@@ -205,3 +208,19 @@ class Separation(Component):
             "formate_received": self._totals[3],
             "product_drawn": self._totals[4],
         }
+
+
+#: the inputs and outputs in the order of the ports, as :meth:`Separation._step_floats` takes
+#: and returns them (its tuple is written in this order: a change of the ports must change it)
+_INPUT_NAMES = ("co2_rate", "h2_rate", "n2_rate", "formate_rate", "catholyte_flow",
+                "recycle_fraction", "product_draw")
+_OUTPUT_NAMES = ("vent_flow", "vent_co2_rate", "vent_co2_fraction", "vent_h2_fraction",
+                 "co2_recycle_flow", "co2_recycle_rate", "separator_co2", "tank_formate",
+                 "tank_formate_conc", "tank_formic_acid", "cell_outlet_formate_conc",
+                 "product_draw_rate", "co2_received", "co2_vented", "co2_recycled",
+                 "formate_received", "product_drawn")
+if (tuple(p.name for p in Separation.inputs), tuple(p.name for p in Separation.outputs)) != (
+        _INPUT_NAMES, _OUTPUT_NAMES):
+    raise ImportError("components/separation.py: Separation._step_floats takes and returns the "
+                      "ports in the order of _INPUT_NAMES and _OUTPUT_NAMES; the ports changed")
+_INPUTS_OF = itemgetter(*_INPUT_NAMES)

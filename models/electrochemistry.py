@@ -49,6 +49,7 @@ SCALAR = SimpleNamespace(
 
 
 _NDARRAY = np.ndarray
+_LN10 = math.log(10.0)
 
 
 def namespace(*values: Any) -> Any:
@@ -144,6 +145,12 @@ def catalyst_damage(charge_ah: Any, hours: Any, p: CellParameters, xp: Any = SCA
 
 def _soft_min(a: Any, b: Any, order: float) -> Any:
     """Smooth minimum of non-negative a and b (0 if either is 0)."""
+    if type(a) is _NDARRAY and type(b) is _NDARRAY and isinstance(order, float) and order == 4.0:
+        # arrays at the default order (an ensemble's every step): the fourth powers as two
+        # squares, several times faster than NumPy's general power and within an ulp or two
+        # of it; floats keep ** (their bits are the single run's)
+        a2, b2 = a * a, b * b
+        return a * b / (a2 * a2 + b2 * b2 + 1e-300) ** 0.25
     return a * b / (a**order + b**order + 1e-300) ** (1.0 / order)
 
 
@@ -245,7 +252,13 @@ def ph_from_hydroxide(c_net: Any, xp: Any = SCALAR, pkw: Any = None) -> Any:
     ``pkw`` is -log10 Kw (default 14, water at 25 degC; :func:`ph_scale` gives it at the
     cell temperature).
     """
-    kw = KW if pkw is None else 10.0 ** (-pkw)
+    kw: Any
+    if pkw is None:
+        kw = KW
+    elif type(pkw) is _NDARRAY:  # exp: several times faster than NumPy's power of 10 (an ulp or so)
+        kw = np.exp(pkw * -_LN10)
+    else:
+        kw = 10.0 ** (-pkw)
     s = xp.sqrt(c_net * c_net + 4.0 * kw)
     # s - c_net > 0 wherever that branch is taken; the floor only spares the other branch
     oh = xp.where(c_net >= 0.0, (c_net + s) / 2.0, 2.0 * kw / xp.maximum(s - c_net, 1e-300))

@@ -1,6 +1,6 @@
 """The training envelope of a surrogate: the range of each input it was trained on.
 
-An :class:`Envelope` answers the checks :class:`models.surrogate.ModelSet`
+An :class:`Envelope` answers the checks :class:`models.model_set.ModelSet`
 makes every step (which input of a sample is outside, which rows of a batch are)
 and clamps inputs into the range. The check allows a relative slack of
 :data:`ROUNDING`, so that a value at a bound up to rounding is inside: a CO2

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from cosim.errors import ModelError
 
 from .cards import model_path
-from .surrogate import DEFAULT_KIND, TRAINED_DIR, ModelSet, Surrogate, load_network_surrogate
+from .model_set import ModelSet
+from .surrogate import DEFAULT_KIND, TRAINED_DIR, Surrogate, load_network_surrogate
 from .variables import FILE_KINDS, KINDS, VARIABLES
 
 __all__ = ["select", "model_set"]

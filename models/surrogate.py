@@ -4,34 +4,28 @@ A :class:`Surrogate` maps the reactor's signals (:data:`SIGNALS`: the features o
 :mod:`models.variables` plus the raw current and ambient temperature) to one
 variable. :class:`NetworkSurrogate` runs a ``.keras`` file through the
 TensorFlow-free :mod:`models.runtime`, as the value itself (``nn``) or as a
-correction on the physics baseline (``hybrid``). :class:`ModelSet` is what the
-reactor holds: one surrogate per variable it does not take from physics, and the
-envelope policy that decides what happens when an input leaves the range a
-model was trained on.
+correction on the physics baseline (``hybrid``). The reactor holds them in a
+:class:`models.model_set.ModelSet`.
 """
 from __future__ import annotations
 
 import json
-import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from cosim.errors import ModelError
 
-from .bank import Bank
 from .cards import card_beside
-from .envelope import Envelope
 from .network import Network
 from .variables import FEATURES, FILE_KINDS, SPACES, VARIABLES
 
 __all__ = [
-    "SIGNALS", "POLICIES", "DEFAULT_KIND", "TRAINED_DIR", "Surrogate", "NetworkSurrogate",
-    "ModelSet", "EnvelopeWarning", "load_network_surrogate",
+    "SIGNALS", "DEFAULT_KIND", "TRAINED_DIR", "Surrogate", "NetworkSurrogate", "EnvelopeWarning",
+    "load_network_surrogate",
 ]
 
 #: reactor signals a model may take as input -> unit
@@ -40,8 +34,6 @@ SIGNALS: dict[str, str] = {
     "current": "A",
     "ambient_temperature": "degC",
 }
-#: what happens when a model input leaves the training envelope
-POLICIES = ("warn", "clamp", "physics", "stop")
 #: the kind a scenario gets for every variable it does not name
 DEFAULT_KIND = "hybrid"
 #: where the committed default models live (``co2twin train`` regenerates them)
@@ -184,6 +176,16 @@ class NetworkSurrogate(Surrogate):
             return physics + y if self.residual else y
         return self._back(self._to(physics, ceiling) + y if self.residual else y, ceiling)
 
+    def finish_on_floats(self) -> Callable[[float, float, float], float]:
+        """:meth:`finish` for plain floats as one call ``(y, physics, ceiling)``: a hybrid's
+        residual fused in its space (:attr:`models.variables.Space.residual`, the same bits),
+        else finish itself (``absolute``, an ``nn`` model, a subclass's own finish)."""
+        residual = SPACES[self.space].residual
+        if (type(self).finish is NetworkSurrogate.finish and self.residual and not self.absolute
+                and residual is not None):
+            return residual
+        return self.finish
+
 
 def _read_card(model: Path) -> dict[str, Any] | None:
     path = card_beside(model)
@@ -306,250 +308,3 @@ def _card_envelope(card_file: Path, card: Mapping[str, Any],
     if len(envelope) != sum(c.signal is not None for c in columns):
         return None
     return envelope
-
-
-class ModelSet:
-    """The surrogates a reactor uses, and its envelope policy.
-
-    Variables without a surrogate come from physics. ``estimate`` returns the
-    value and a 0/1 flag that is 1 when an input was outside the model's
-    training envelope; the policy decides the value then: ``warn`` (use the
-    model, warn once per variable), ``clamp`` (clip the inputs into the
-    envelope), ``physics`` (use the physics value), ``stop`` (raise
-    :class:`ModelError` naming the input, its value and the envelope).
-    Which variables have warned is state: :meth:`get_state`/:meth:`set_state`
-    carry it through the reactor's checkpoints. The physics value handed in for a
-    variable is of the quantity its surrogate estimates (:meth:`estimates`).
-    """
-
-    def __init__(self, surrogates: Mapping[str, Surrogate] | None = None,
-                 envelope: str = "warn") -> None:
-        if envelope not in POLICIES:
-            raise ModelError(f"envelope policy {envelope!r}; expected one of {', '.join(POLICIES)}")
-        self.surrogates = dict(surrogates or {})
-        unknown = sorted(set(self.surrogates) - set(VARIABLES))
-        if unknown:
-            raise ModelError(f"unknown variable(s) {', '.join(unknown)}; expected {', '.join(VARIABLES)}")
-        self.policy = envelope
-        self._warned: set[str] = set()
-        self._bank = _bank(self.surrogates)
-        self._envelopes = {v: Envelope.of(s.lower, s.upper) for v, s in self.surrogates.items()
-                           if s.lower is not None and s.upper is not None}
-        # one check per step for the whole bank: inside the narrowest of its envelopes, every
-        # network is inside its own and no policy acts (outside it, each is checked as before)
-        self._common = None if self._bank is None else Envelope.narrowest(self._bank.inputs, [
-            (self.surrogates[v].inputs, self._envelopes[v])
-            for v in self._bank.variables if v in self._envelopes])
-
-    def kind(self, variable: str) -> str:
-        s = self.surrogates.get(variable)
-        return "physics" if s is None else s.kind
-
-    def estimates(self, variable: str) -> str:
-        """What the estimate of ``variable`` is: the variable itself, or the quantity its
-        surrogate's learning space names (``carbonate_demand`` for the outlet CO2 models)."""
-        s = self.surrogates.get(variable)
-        return variable if s is None else (s.estimates or variable)
-
-    def describe(self) -> dict[str, str]:
-        return {v: (self.surrogates[v].describe() if v in self.surrogates else f"{v} physics")
-                for v in VARIABLES}
-
-    def get_state(self) -> dict[str, Any]:
-        """A snapshot for a checkpoint: the variables that have warned about their envelope."""
-        return {"warned": sorted(self._warned)}
-
-    def set_state(self, state: Mapping[str, Any]) -> None:
-        """Return to a :meth:`get_state` snapshot: a variable that warned only after it warns again."""
-        self._warned = set(state["warned"])
-
-    def estimate(self, variable: str, signals: Mapping[str, Any], physics: Any,
-                 t: float = math.nan, ceiling: Any = 1.0) -> tuple[Any, Any]:
-        """``(value, outside)`` of ``variable`` from the reactor's signals at time ``t``;
-        ``ceiling`` is the largest FE the charge and the CO2 fed allow (FE models stay under it)."""
-        s = self.surrogates.get(variable)
-        if s is None:
-            return physics, 0.0
-        if isinstance(physics, np.ndarray):
-            return self._estimate_batch(s, signals, physics, t, ceiling)
-        return self._guarded(variable, s, signals, physics, t, None, ceiling)
-
-    def estimate_all(self, signals: Mapping[str, Any], physics: Mapping[str, Any],
-                     t: float = math.nan, ceilings: Mapping[str, Any] | None = None,
-                     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """:meth:`estimate` of every variable: ``(values, outside flags)``; the networks
-        that share a :class:`~models.bank.Bank` run as one on a single sample.
-        ``ceilings``: per variable, the ``ceiling`` of :meth:`estimate` (default 1)."""
-        arrays = isinstance(next(iter(physics.values())), np.ndarray)
-        if arrays and self._bank is not None:
-            return self._estimate_all_batch(self._bank, signals, physics, t, ceilings or {})
-        raw: dict[str, float] = {}
-        inside = False
-        if self._bank is not None and not arrays:
-            x = [signals[n] for n in self._bank.inputs]
-            raw = dict(zip(self._bank.variables, self._bank.outputs(x), strict=True))
-            inside = self._common is not None and self._common.contains(x)
-        ceilings = ceilings or {}
-        values, flags = {}, {}
-        for variable, value in physics.items():
-            s = self.surrogates.get(variable)
-            if s is None:
-                values[variable], flags[variable] = value, 0.0
-            elif variable in raw and inside:  # what _guarded does for a sample inside
-                values[variable] = (s.finish(raw[variable], value, ceilings.get(variable, 1.0))  # type: ignore[call-arg]
-                                    if s.takes_ceiling else s.finish(raw[variable], value))
-                flags[variable] = 0.0
-            elif variable in raw:
-                values[variable], flags[variable] = self._guarded(
-                    variable, s, signals, value, t, raw[variable], ceilings.get(variable, 1.0))
-            else:
-                values[variable], flags[variable] = self.estimate(
-                    variable, signals, value, t, ceilings.get(variable, 1.0))
-        return values, flags
-
-    def _estimate_all_batch(self, bank: Bank, signals: Mapping[str, Any],
-                            physics: Mapping[str, Any], t: float, ceilings: Mapping[str, Any],
-                            ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """:meth:`estimate_all` on arrays of variants (an ensemble): the bank's networks run
-        once on all of them; each variable then goes through the envelope policy per variant,
-        as :meth:`_estimate_batch` does (a variant outside under ``clamp`` is evaluated anew)."""
-        n = next(iter(physics.values())).shape[0]
-        raw = bank.run_batch(signals, n)
-        rows = dict(zip(bank.variables, raw, strict=True))
-        # every variant inside the bank's narrowest envelope: no network needs its own check
-        inside_all = self._common is not None and _inside(self._common, bank.inputs, signals)
-        values: dict[str, Any] = {}
-        flags: dict[str, Any] = {}
-        for variable, value in physics.items():
-            s = self.surrogates.get(variable)
-            ceiling = ceilings.get(variable, 1.0)
-            if s is None:
-                values[variable], flags[variable] = value, 0.0
-                continue
-            if variable not in rows:
-                values[variable], flags[variable] = self._estimate_batch(s, signals, value, t, ceiling)
-                continue
-            envelope = self._envelopes.get(variable)
-            outside = np.zeros(n)
-            if envelope is not None and not inside_all and not _inside(envelope, s.inputs, signals):
-                x = np.column_stack([np.broadcast_to(np.asarray(signals[name], dtype=float), (n,))
-                                     for name in s.inputs])
-                if self.policy == "clamp":  # the clamped inputs need their own evaluation
-                    values[variable], flags[variable] = self._estimate_batch(
-                        s, signals, value, t, ceiling)
-                    continue
-                bad = envelope.outside(x)
-                self._batch_outside(s, envelope, x, bad, t)  # stop raises, warn warns once
-                outside = bad.any(axis=1).astype(float)
-            ceilings_n = np.broadcast_to(np.asarray(ceiling, dtype=float), (n,))
-            estimate: Any = (s.finish(rows[variable], value, ceilings_n)  # type: ignore[call-arg]
-                             if s.takes_ceiling else s.finish(rows[variable], value))
-            if self.policy == "physics":
-                estimate = np.where(outside > 0.0, value, estimate)
-            values[variable], flags[variable] = estimate, outside
-        return values, flags
-
-    def _guarded(self, variable: str, s: Surrogate, signals: Mapping[str, Any], physics: float,
-                 t: float, raw: float | None, ceiling: float = 1.0) -> tuple[float, float]:
-        """One sample through the envelope policy; ``raw`` is the network output if known."""
-        x = [signals[name] for name in s.inputs]
-        envelope = self._envelopes.get(variable)
-        i = None if envelope is None else envelope.first_outside(x)
-        if envelope is None or i is None:
-            return _one(s, x, physics, raw, ceiling), 0.0
-        if self.policy == "stop":
-            raise _error(s, envelope, i, x[i], t)
-        if self.policy == "physics":
-            return physics, 1.0
-        if self.policy == "clamp":
-            return _one(s, envelope.clamp(x), physics, None, ceiling), 1.0
-        if variable not in self._warned:
-            self._warned.add(variable)
-            warnings.warn(_message(s, envelope, i, x[i], t), EnvelopeWarning, stacklevel=3)
-        return _one(s, x, physics, raw, ceiling), 1.0
-
-    def _estimate_batch(self, s: Surrogate, signals: Mapping[str, Any], physics: np.ndarray,
-                        t: float, ceiling: Any = 1.0) -> tuple[np.ndarray, np.ndarray]:
-        n = physics.shape[0]
-        x = np.column_stack([np.broadcast_to(np.asarray(signals[name], dtype=float), (n,))
-                             for name in s.inputs])
-        ceiling = np.broadcast_to(np.asarray(ceiling, dtype=float), (n,))
-        envelope = self._envelopes.get(s.variable)
-        if envelope is None:
-            return _batch(s, x, physics, ceiling), np.zeros(n)
-        bad = envelope.outside(x)
-        outside = bad.any(axis=1)
-        if outside.any():
-            x = self._batch_outside(s, envelope, x, bad, t)
-        value = _batch(s, x, physics, ceiling)
-        if self.policy == "physics":
-            value = np.where(outside, physics, value)
-        return value, outside.astype(float)
-
-    def _batch_outside(self, s: Surrogate, envelope: Envelope, x: np.ndarray, bad: np.ndarray,
-                       t: float) -> np.ndarray:
-        """The policy on variants with an input outside (``bad``): the inputs to evaluate."""
-        row, col = np.argwhere(bad)[0]
-        if self.policy == "stop":
-            raise _error(s, envelope, int(col), float(x[row, col]), t, row=int(row))
-        if self.policy == "clamp":
-            return envelope.clamp_batch(x)
-        if self.policy == "warn" and s.variable not in self._warned:
-            self._warned.add(s.variable)
-            # stacklevel: the caller of estimate, as for a single sample
-            warnings.warn(_message(s, envelope, int(col), float(x[row, col]), t, row=int(row)),
-                          EnvelopeWarning, stacklevel=3)
-        return x
-
-
-def _bank(surrogates: Mapping[str, Surrogate]) -> Bank | None:
-    """The networks of the set run as one, if they fit one bank."""
-    members = {v: s for v, s in surrogates.items() if isinstance(s, NetworkSurrogate)}
-    chains = {v: s.network.chain for v, s in members.items()}
-    if not Bank.fits(list(chains.values())):
-        return None
-    return Bank({v: (chains[v] or [], [(c.signal, c.constant) for c in s.columns])
-                 for v, s in members.items()})
-
-
-def _inside(envelope: Envelope, inputs: Sequence[str], signals: Mapping[str, Any]) -> bool:
-    """Whether every variant's inputs lie inside the envelope (the usual case, checked on
-    each input's smallest and largest value)."""
-    for name, low, high in zip(inputs, envelope.low, envelope.high, strict=True):
-        v = signals[name]
-        if not (low <= np.min(v) and np.max(v) <= high):
-            return False
-    return True
-
-
-def _one(s: Surrogate, x: Sequence[float], physics: float, raw: float | None,
-         ceiling: float = 1.0) -> float:
-    """The estimate of one sample: evaluated, or finished from the bank's raw output."""
-    if not s.takes_ceiling:
-        return s.predict_one(x, physics) if raw is None else s.finish(raw, physics)
-    if raw is None:
-        return s.predict_one(x, physics, ceiling)  # type: ignore[call-arg]
-    return s.finish(raw, physics, ceiling)  # type: ignore[call-arg]
-
-
-def _batch(s: Surrogate, x: np.ndarray, physics: np.ndarray, ceiling: np.ndarray) -> np.ndarray:
-    """The estimates of a batch of samples."""
-    if s.takes_ceiling:
-        return s.predict(x, physics, ceiling)  # type: ignore[call-arg]
-    return s.predict(x, physics)
-
-
-def _message(s: Surrogate, envelope: Envelope, i: int, value: float, t: float,
-             row: int | None = None) -> str:
-    """Input ``i`` of ``s`` is outside its envelope: which, its value, when and the envelope."""
-    name = s.inputs[i]
-    when = f" at t = {t:g} s" if math.isfinite(t) else ""
-    variant = f" (variant {row})" if row is not None else ""
-    return (f"{s.describe()}: input {name} = {value:g} {SIGNALS[name]}{variant}{when} is "
-            f"outside its training envelope [{envelope.lower[i]:g}, {envelope.upper[i]:g}]")
-
-
-def _error(s: Surrogate, envelope: Envelope, i: int, value: float, t: float,
-           row: int | None = None) -> ModelError:
-    return ModelError(_message(s, envelope, i, value, t, row) + " (models.envelope: stop; "
-                      "use warn, clamp or physics to run on)")

@@ -137,7 +137,44 @@ class Space(NamedTuple):
     estimates: str | None = None
     estimates_unit: str | None = None
     estimates_bounds: tuple[float, float] | None = None
+    #: ``residual(y, estimate, ceiling)``: ``from_space(to_space(estimate, ceiling) + y,
+    #: ceiling)`` of a hybrid network's output ``y`` on plain floats, as one call with the same
+    #: operations in the same order (the reactor's every step; tests/test_single_sample.py
+    #: checks); ``ceiling`` a float, as :class:`models.model_set.ModelSet` passes it
+    residual: Callable[[float, float, float], float] | None = None
 
+
+# The residual of each space on plain floats (Space.residual): the conversions above, fused,
+# without their type checks. max(a, b) is written ``b if a < b else a`` and min(a, b)
+# ``b if a > b else a``: what the builtins return, NaN included.
+
+_LOGIT_TOP = 1.0 - LOGIT_EPS
+
+
+def _residual_value(y: float, value: float, ceiling: float) -> float:
+    return value + y
+
+
+def _residual_log(y: float, value: float, ceiling: float) -> float:
+    return math.exp(math.log(LOG_FLOOR if value < LOG_FLOOR else value) + y)
+
+
+def _residual_logit(y: float, value: float, ceiling: float) -> float:
+    share = value / ceiling if ceiling > 0.0 else 0.0 * value
+    share = LOGIT_EPS if share < LOGIT_EPS else share
+    share = _LOGIT_TOP if share > _LOGIT_TOP else share
+    z = math.log(share / (1.0 - share)) + y
+    return ceiling * (0.5 + 0.5 * math.tanh(0.5 * z))
+
+
+def _residual_hydroxide(y: float, ph: float, ceiling: float) -> float:
+    z = math.asinh((10.0 ** (ph - 14.0) - 10.0 ** (-ph)) / HYDROXIDE_SCALE) + y
+    c_net = HYDROXIDE_SCALE * math.sinh(z)
+    # ec.ph_from_hydroxide at 25 degC
+    s = math.sqrt(c_net * c_net + 4.0 * ec.KW)
+    d = s - c_net
+    return 14.0 + math.log10((c_net + s) / 2.0 if c_net >= 0.0
+                             else 2.0 * ec.KW / (1e-300 if d < 1e-300 else d))
 
 #: learning spaces by name. Cell voltage is learnt as its logarithm: every network output is
 #: a positive voltage, and a hybrid corrects the physics by a factor. pH is learnt as
@@ -150,17 +187,21 @@ class Space(NamedTuple):
 #: outlet fraction from it by the carbon balance, and every demand in (0, 1) gives
 #: CO2 out >= 0 and carbonate >= 0.
 SPACES: dict[str, Space] = {
-    "value": Space(None, _identity, _identity, "the variable itself"),
-    "log_value": Space("1", _to_log, _from_log, "ln of the variable in its unit (positive for any z)"),
+    "value": Space(None, _identity, _identity, "the variable itself", residual=_residual_value),
+    "log_value": Space("1", _to_log, _from_log, "ln of the variable in its unit (positive for any z)",
+                       residual=_residual_log),
     "net_hydroxide": Space("1", _ph_to_hydroxide, _hydroxide_to_ph,
-                           "asinh(([OH-] - [H+]) / 0.01 mol/L) at 25 degC"),
+                           "asinh(([OH-] - [H+]) / 0.01 mol/L) at 25 degC",
+                           residual=_residual_hydroxide),
     "fe_logit": Space("1", _to_logit, _from_logit,
-                      "logit(FE / ceiling), ceiling = min(1, CO2 fed * 2F / I)"),
+                      "logit(FE / ceiling), ceiling = min(1, CO2 fed * 2F / I)",
+                      residual=_residual_logit),
     "logit_carbonate_demand": Space(
         "1", _to_logit, _from_logit,
         "logit of the CO2 the crossover takes as carbonate per electron (mol/mol, saturating at "
         "the CO2 left after formate); outlet CO2 follows from the carbon balance",
-        estimates="carbonate_demand", estimates_unit="mol/mol", estimates_bounds=(0.0, 1.0)),
+        estimates="carbonate_demand", estimates_unit="mol/mol", estimates_bounds=(0.0, 1.0),
+        residual=_residual_logit),
 }
 
 

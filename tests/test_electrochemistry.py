@@ -213,6 +213,9 @@ def _cases():
                            ec.hydroxide_step(oh, c, q, i, P.anolyte_volume_L, v["dt"], xp),
                            (v["oh"], v["c_an"], v["q_an"], v["current"]), True),
         "ph_from_hydroxide": (ec.ph_from_hydroxide, (v["oh"],), True),
+        # the reported pH: Kw at the cell temperature (arrays take it by exp, floats by **)
+        "ph_at_temperature": (lambda oh, t, xp: ec.ph_from_hydroxide(oh, xp, ec.ph_scale(t, P)),
+                              (v["oh"], v["temperature"]), True),
         "cell_voltage": (lambda i, t, p, ca, cc, q, h, d, xp:
                          ec.cell_voltage(i, t, p, ca, cc, q, h, d, P, xp),
                          (v["current"], v["temperature"], ph, v["c_an"], v["c_cat"], v["q_cat"],

@@ -24,7 +24,8 @@ from cosim.recorder import Recorder
 from cosim.profiles import CONTINUOUS, Ramp, Steps
 from cosim.simulation import _PRIO_COMPONENT, _PRIO_SOURCE, EventPriority, _Tick
 from models.envelope import Envelope
-from models.surrogate import EnvelopeWarning, ModelSet
+from models.model_set import SAMPLE_VARIABLES, ModelSet
+from models.surrogate import SIGNALS, EnvelopeWarning
 
 # -- the engine: one process per step against one per component ----------------------------
 
@@ -340,13 +341,16 @@ def sample() -> dict[str, Any]:
     sim.advance_to(60.0)
     models = sim.components["reactor"].models
     seen: dict[str, Any] = {}
-    real = models.estimate_all
+    real = models.estimate_sample
 
-    def spy(*args: Any) -> Any:
-        seen["args"] = args
-        return real(*args)
+    def spy(signals: Any, physics: Any, ceilings: Any, t: float) -> Any:
+        # as the arguments of estimate_all (signals, physics, t, ceilings), by name
+        seen["args"] = (dict(zip(SIGNALS, signals, strict=True)),
+                        dict(zip(SAMPLE_VARIABLES, physics, strict=True)), t,
+                        dict(zip(SAMPLE_VARIABLES, ceilings, strict=True)))
+        return real(signals, physics, ceilings, t)
 
-    models.estimate_all = spy
+    models.estimate_sample = spy
     sim.advance_to(61.0)
     return {"models": models, "args": seen["args"]}
 

@@ -15,7 +15,8 @@ import pytest
 from components.reactor import Reactor
 from models import cards, network, runtime, splits
 from models.selection import model_set
-from models.surrogate import EnvelopeWarning, ModelSet, Surrogate
+from models.model_set import ModelSet
+from models.surrogate import EnvelopeWarning, Surrogate
 
 #: the reactor's inputs, held; 5 A is outside the test surrogate's envelope of [0, 1] A
 HELD = {"current": 5.0, "gas_flow": 60.0, "co2_fraction": 50.0, "anolyte_flow": 5.0,

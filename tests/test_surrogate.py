@@ -24,10 +24,9 @@ from components.reactor import Reactor
 from cosim.errors import ModelError
 from models.cards import card_beside
 from models.runtime import load_keras
+from models.model_set import POLICIES, ModelSet
 from models.surrogate import (
-    POLICIES,
     EnvelopeWarning,
-    ModelSet,
     Surrogate,
     load_network_surrogate,
 )
