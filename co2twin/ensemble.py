@@ -39,6 +39,12 @@ between variants (input and parameter events; a sensor fault's may not).
 Memory: the recorded rows stay in memory, ``rows x columns x N x 8`` bytes, with the kept
 signals and the ~50 signals the KPIs and balances read as columns and ``rows`` = steps /
 ``every`` + 1: choose N (a chunk of a sweep) and ``every`` to bound it.
+
+Threads: the surrogates' networks (most of an ensemble step's arithmetic) run on the
+variants in blocks shared by :func:`run_ensemble`'s ``threads`` (default: as many as BLAS
+may use, one in a Dask worker), begun while the reactor computes its physics; the results
+are the same bits for any number. On a machine whose cores are busy with other work, one
+thread (``threads=1``, or ``OPENBLAS_NUM_THREADS=1``) can be the faster.
 """
 from __future__ import annotations
 
@@ -62,6 +68,7 @@ from cosim.events import Event, RampInput, SensorFault, SetInput, SetParameter, 
 from cosim.profiles import Constant, Profile, Ramp, Shifted, Steps
 from cosim.simulation import Simulation
 from cosim.variants import ArrayRamp, Broadcast, Masked, PerVariant, Scaled, VariantRNG
+from models.bank import batch_threads
 
 from .controllers import SPEC_PARAMETERS
 from .kpi import _ROWS, _TOTALS, balances, flags, kpis
@@ -73,9 +80,9 @@ from .scenario import (
     operating_limits,
     parse_scenario,
 )
-from .scenario_schema import InputSpec, Scenario
+from .scenario_schema import InputSpec, ModelsSpec, Scenario
 
-__all__ = ["PATHS", "EnsembleResult", "apply_variant", "blas_threads", "build_ensemble",
+__all__ = ["PATHS", "EnsembleResult", "apply_variant", "batch_thread_count", "blas_threads", "build_ensemble",
            "record_ensemble", "run_ensemble"]
 
 #: the paths a variant may set (see the module's docstring)
@@ -88,6 +95,9 @@ _INPUT_FIELDS = ("constant", "steps", "scale")
 _KPI_SIGNALS = ("reactor.charge_passed", "reactor.energy", "reactor.formate_produced",
                 "reactor.co2_fed", "feed.fresh_co2_fed", "separation.tank_formate_conc",
                 "separation.tank_formic_acid")
+#: the types :func:`_numbers` converts at once (exact types: no bool, no NumPy scalar)
+_PLAIN = frozenset({int, float})
+_PLAIN_OR_NONE = frozenset({int, float, type(None)})
 _EVENT_PATH = re.compile(r"^events(?:\[(\d+)\]|\.(\d+))\.([a-z_]+)$")
 
 
@@ -240,28 +250,37 @@ def _plan(scenario: Scenario, variants: Sequence[Mapping[str, Any]],
           sim: Simulation) -> dict[_Path, list[Any]]:
     """Path -> a list of N values (``None`` where a variant keeps the scenario's)."""
     n = len(variants)
-    parsed: dict[str, _Path] = {}
     plan: dict[_Path, list[Any]] = {}
+    # path as written -> its plan's list (two spellings of one path share it): a string's
+    # hash is cached, a _Path's is computed anew each time, and there are N x paths lookups
+    lists: dict[str, list[Any]] = {}
     for i, variant in enumerate(variants):
-        if not isinstance(variant, Mapping):
+        if type(variant) is not dict and not isinstance(variant, Mapping):
             raise ScenarioError(f"variants[{i}]: expected a mapping of dotted paths to values, "
                                 f"found {type(variant).__name__}", scenario.source)
         for path, value in variant.items():
-            p = parsed.get(path)
-            if p is None:
+            values = lists.get(path)
+            if values is None:
                 try:
-                    p = parsed[path] = _parse_path(path, scenario, sim, f"variants[{i}]")
+                    p = _parse_path(path, scenario, sim, f"variants[{i}]")
                 except ScenarioError as exc:
                     raise ScenarioError(exc.problems, scenario.source) from None
-            values = plan.get(p)
-            if values is None:
-                values = plan[p] = [None] * n
+                values = plan.get(p)
+                if values is None:
+                    values = plan[p] = [None] * n
+                lists[path] = values
             values[i] = value
     return plan
 
 
 def _numbers(values: list[Any], base: Any, what: str, source: str) -> np.ndarray:
     """One float per variant (``base`` where ``None``); refuses text, booleans and non-finite."""
+    if type(base) in _PLAIN and set(map(type, values)) <= _PLAIN_OR_NONE:
+        # plain ints and floats (a sweep's every value): converted at once, the loop below
+        # only to name a non-finite one
+        out = np.array([base if v is None else v for v in values], dtype=float)
+        if np.isfinite(out).all():
+            return out
     out = np.empty(len(values))
     for i, given in enumerate(values):
         v = base if given is None else given
@@ -275,6 +294,8 @@ def _numbers(values: list[Any], base: Any, what: str, source: str) -> np.ndarray
 
 
 def _seeds(values: list[Any], base: int, source: str) -> np.ndarray:
+    if values.count(None) == len(values) and type(base) is int and 0 <= base < 2**63:
+        return np.full(len(values), base, dtype=np.uint64)  # no variant sets its seed
     out = np.empty(len(values), dtype=np.uint64)
     for i, given in enumerate(values):
         v = base if given is None else given
@@ -293,6 +314,11 @@ def _input_profile(scenario: Scenario, sim: Simulation, target: str, fields: Map
     base = sim.profile(target)
     if not fields:
         return Broadcast(base, n)
+    if isinstance(base, Constant) and len(fields) == 1 and set(fields) <= {"", "constant"}:
+        values = next(iter(fields.values()))
+        if set(map(type, values)) <= _PLAIN_OR_NONE:  # constants only (a sweep's usual case)
+            return Constant(_numbers(values, base.level, f"inputs.{target}",  # type: ignore[arg-type]
+                                     scenario.source))
     specs = _input_specs(scenario, target, fields, n)
     if all(s is None or _tag(s) == "scale" for s in specs):  # scaled or as it was
         if not isinstance(base, (Constant, Steps, Ramp)):
@@ -525,7 +551,7 @@ def _schedule_events(scenario: Scenario, sim: Simulation, plan: dict[_Path, list
 # -- running --------------------------------------------------------------------------------------
 def run_ensemble(scenario: Scenario, variants: Sequence[Mapping[str, Any]], *,
                  keep: Sequence[str] | None = None, every: int | None = None,
-                 first_variant: int = 0) -> EnsembleResult:
+                 first_variant: int = 0, threads: int | None = None) -> EnsembleResult:
     """Run every variant of ``scenario`` in one pass; see the module's docstring.
 
     ``variants``: one mapping of dotted path -> value per variant (``{}`` is the scenario as
@@ -533,12 +559,19 @@ def run_ensemble(scenario: Scenario, variants: Sequence[Mapping[str, Any]], *,
     gives; default the plant's key signals. ``every``: record every that many steps (default
     the scenario's ``record.every``); the KPIs and balances are those of a single run recorded
     at that rate. ``first_variant``: the number of the first variant in the results (a
-    sweep's chunk). Raises :class:`ScenarioError` for a path that cannot vary, naming it,
-    and :class:`~cosim.errors.SimulationError` as a single run would (naming the variant).
+    sweep's chunk). ``threads``: how many threads run the surrogates' networks on the
+    variants (:func:`models.bank.batch_threads`; the same results for any number), default
+    :func:`batch_thread_count`. Raises :class:`ScenarioError` for a path that cannot vary,
+    naming it, and :class:`~cosim.errors.SimulationError` as a single run would (naming the
+    variant).
     """
     every = scenario.record.every if every is None else every
     if isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise ScenarioError(f"every: expected a whole number >= 1, found {every!r}", scenario.source)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):
+        raise ScenarioError(f"threads: expected a whole number >= 1, found {threads!r}",
+                            scenario.source)
     n = len(variants)
     sim = build_ensemble(scenario, variants)
     try:
@@ -548,7 +581,8 @@ def run_ensemble(scenario: Scenario, variants: Sequence[Mapping[str, Any]], *,
         needed = [c for c in _kpi_signals(scenario, sim) if c in recorded]
         sim.record(list(dict.fromkeys([*kept, *needed])), every=every)
         record_ensemble(sim, n, rows=scenario.steps // every + 1)
-        with blas_threads():
+        count = batch_thread_count() if threads is None else threads
+        with blas_threads(), batch_threads(count):
             sim.advance_to(scenario.end)
         recorder: EnsembleRecorder = sim.recorder  # type: ignore[assignment]
         meta = {"name": scenario.name, "source": scenario.source, "step_s": scenario.step,
@@ -571,8 +605,7 @@ def build_ensemble(scenario: Scenario, variants: Sequence[Mapping[str, Any]]) ->
     n = len(variants)
     if n < 1:
         raise ScenarioError("expected at least one variant, found none", scenario.source)
-    probe = build(scenario.model_copy(update={"events": []}))
-    _close(probe.components.values())
+    probe = _probe(scenario)
     _require_arrays(probe, scenario)
     plan = _plan(scenario, variants, probe)
     params: dict[str, dict[str, Any]] = {}
@@ -602,6 +635,18 @@ def build_ensemble(scenario: Scenario, variants: Sequence[Mapping[str, Any]]) ->
         _close(sim.components.values())
         raise
     return sim
+
+
+def _probe(scenario: Scenario) -> Simulation:
+    """The scenario built without its events on the physics models, closed: the components,
+    parameters and inputs the variants' paths are checked against. None of those depends on
+    the models, and loading the networks would cost more than the rest of the probe (those
+    the scenario's validation loaded stay for :func:`build_ensemble`'s own build)."""
+    spec = scenario.model_copy(update={"events": [], "models": ModelsSpec(default="physics")})
+    spec._loaded_models = []  # a list of its own: model_copy shares the scenario's
+    probe = build(spec)
+    _close(probe.components.values())
+    return probe
 
 
 def _set_controllers(scenario: Scenario, sim: Simulation, plan: Mapping[_Path, list[Any]]) -> None:
@@ -643,6 +688,17 @@ def blas_threads() -> Any:
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(_BLAS_THREADS)
+
+
+def batch_thread_count() -> int:
+    """The threads :func:`run_ensemble` runs the networks on by default: as many as BLAS may
+    use here (threadpoolctl; ``OPENBLAS_NUM_THREADS``/``OMP_NUM_THREADS`` or a
+    ``threadpool_limits`` around the call set it), so a process that should keep to one core
+    (a Dask worker: its nanny sets those variables to 1) does."""
+    from threadpoolctl import threadpool_info
+
+    counts = [int(i["num_threads"]) for i in threadpool_info() if i.get("user_api") == "blas"]
+    return max(1, min(counts)) if counts else 1
 
 
 #: why BLAS runs single-threaded in an ensemble: its products are small (tens of rows times N
