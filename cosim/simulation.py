@@ -385,15 +385,21 @@ class Simulation:
             raise SimulationError(
                 f"cannot go back from {self.time:g} s to {t:g} s; use get_state()/set_state()"
             )
+        self._advance(k, progress)
+
+    def _advance(self, k: int, progress: bool | None) -> None:
+        """:meth:`advance_to` step ``k`` (not before the current one)."""
         self.stopped = False
-        reserve = getattr(self._recorder, "reserve", None)
+        now = int(self.env.now)  # read once: a host stepping one step at a time calls this often
+        recorder = self.recorder
+        reserve = getattr(recorder, "reserve", None)
         if reserve is not None:  # the rows to come (and a stop request's), room made once
-            reserve(len(self.recorder) + (k - self._k) // self._record_every + 2)
+            reserve(len(recorder) + (k - now) // self._record_every + 2)
         if progress is None:
             progress = sys.stderr.isatty()
-        if progress and k - self._k >= 2:
+        if progress and k - now >= 2:
             self._run_with_progress(k)
-        elif k > self._k:
+        elif k > now:
             self._run_env(k)
 
     def request_stop(self) -> None:
@@ -440,8 +446,12 @@ class Simulation:
         raise StopSimulation(None)
 
     def step(self) -> None:
-        """Advance by one base step."""
-        self.advance_to(self.time + self.step_size)
+        """Advance by one base step: :meth:`advance_to` the next step, counted rather than
+        computed back from a time (an FMU master or a Gymnasium environment calls it every
+        step)."""
+        if self._env is None:
+            self.initialize()
+        self._advance(int(self.env.now) + 1, False)
 
     def run(self, until: float, *, progress: bool | None = None) -> Any:
         """Advance to ``until`` and return the recorded results as a DataFrame.
@@ -648,11 +658,12 @@ class Simulation:
                 + ", ".join(bad)
             )
 
-    def _start_source(self, name: str, *, resample: bool = False) -> None:
-        """Follow the profile of ``name``; ``resample`` also applies its value now."""
+    def _start_source(self, name: str, *, resample: bool = False, now: float | None = None) -> None:
+        """Follow the profile of ``name``; ``resample`` also applies its value now (``now``:
+        the present time, when the caller has it)."""
         self._generation[name] += 1
         profile = self._profiles[name]
-        if resample or profile.next_change(self.time) != math.inf:
+        if resample or profile.next_change(self.time if now is None else now) != math.inf:
             self.env.process(
                 self._source_process(name, profile, self._generation[name], resample)
             )
@@ -697,12 +708,40 @@ class Simulation:
     def get(self, signal: str) -> Any:
         """Present value of an output (as its sensor reads it), an unconnected input,
         or a connected input (as its component sees it: delayed, true or read)."""
+        slot = self._slots.get(signal)
+        return self._values[self._slot_of(signal) if slot is None else slot]
+
+    def _slot_of(self, signal: str) -> int:
+        """The slot :meth:`get` reads for ``signal``."""
         if signal in self._slots:
-            return self._values[self._slots[signal]]
+            return self._slots[signal]
         if signal in self._fed:
             cname, pname = split_signal(signal)
-            return self._values[dict(self._members[cname].gather)[pname]]
+            return dict(self._members[cname].gather)[pname]
         raise SimulationError(f"unknown signal {signal!r}; known: {', '.join(self._slots)}")
+
+    def reader(self, signals: Sequence[str], *, true: bool = False) -> Callable[[], tuple[Any, ...]]:
+        """What reads ``signals`` in one call, each as :meth:`get` reads it (with ``true``, as
+        :meth:`get_true`): for a host reading the same signals every step (a Gymnasium
+        environment), where finding each by name every step costs more than reading it.
+        Unknown signals raise now; a sensor fault that gives a signal its true value later
+        is followed (the slots are looked up again)."""
+        def getter_now() -> Callable[[list[Any]], tuple[Any, ...]]:
+            slots = [self._slot_of(s) for s in signals]
+            if true:  # an output's true value; an input's as get() reads it (get_true does)
+                slots = [self._true_slots.get(i, i) if s in self._slots else i
+                         for s, i in zip(signals, slots, strict=True)]
+            return getter(slots)
+
+        values = self._values  # filled in place, never replaced
+        wiring, get = self._wiring, getter_now()
+
+        def read() -> tuple[Any, ...]:
+            nonlocal wiring, get
+            if wiring != self._wiring:
+                wiring, get = self._wiring, getter_now()
+            return get(values)
+        return read
 
     def get_true(self, signal: str) -> Any:
         """Present true value of ``signal``: what the plant did, whatever its sensor reads
@@ -735,11 +774,12 @@ class Simulation:
             raise SimulationError(
                 f"unknown input {signal!r}; settable inputs: {', '.join(self.external_inputs)}"
             )
-        value = self._checked_input(signal, profile.value(self.time))
+        now = self.time
+        value = self._checked_input(signal, profile.value(now))
         self._profiles[signal] = profile
         if self.started:
             self._values[self._slots[signal]] = value
-            self._start_source(signal)
+            self._start_source(signal, now=now)
 
     def _checked_input(self, signal: str, value: float) -> float:
         port = self._ports[signal]

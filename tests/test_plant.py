@@ -334,3 +334,25 @@ def test_sensor_fault_injected_while_running_spares_the_physics():
     sim.advance_to(20)
     assert sim.get("power.current") == pytest.approx(truth + 2.0)
     assert sim.get("reactor.current") == truth
+
+
+def test_a_reader_reads_as_get_and_get_true_and_follows_a_fault_made_later():
+    """Simulation.reader (what a Gymnasium env reads every step) gives what get and get_true
+    give, for outputs and a connected input, before and after a sensor fault made mid-run
+    (which gives the signal a true value the reader did not know of)."""
+    from components.plant import build_plant
+    from cosim import Simulation, SimulationError
+
+    components, connections = build_plant()
+    sim = Simulation(components, connections, step=1.0)
+    names = ["power.current", "reactor.cell_voltage", "reactor.current"]
+    read, read_true = sim.reader(names), sim.reader(names, true=True)
+    sim.advance_to(10)
+    assert read() == tuple(sim.get(n) for n in names)
+    sim.sensor_fault("power.current", "bias", offset=2.0)
+    sim.advance_to(20)
+    assert read() == tuple(sim.get(n) for n in names)
+    assert read_true() == tuple(sim.get_true(n) for n in names)
+    assert read()[0] == pytest.approx(read_true()[0] + 2.0)  # the reading, and the truth
+    with pytest.raises(SimulationError, match="unknown signal 'power.nope'"):
+        sim.reader(["power.nope"])

@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -301,6 +301,13 @@ class Definition:
         return rows.T.reshape(-1)
 
 
+def _raised(names: Sequence[str], values: Sequence[float]) -> list[str]:
+    """The flags up (> 0) among ``values``; none up, the common case, found in one call."""
+    if not values or max(values) <= 0.0:
+        return []
+    return [f for f, v in zip(names, values, strict=True) if v > 0.0]
+
+
 def _flag_signals(sim: Simulation) -> list[str]:
     signals = set(sim.signals)
     return ([f.column for f in FLAGS if f.column in signals]
@@ -435,6 +442,7 @@ class CaseEnv(gym.Env[np.ndarray, np.ndarray]):
         self._travel_at = 3 + 2 * s + 2 * c
         # production and energy come from the plant's cumulative outputs (absent without it)
         self._cumulative = {_FORMATE, _ENERGY} <= set(self._sim.signals)
+        self._readers(self._sim)
         self._outside = range(self._outside_at, self._outside_at + c)
         self._rewarded = [(j, float(w), float(cap))
                           for j, (w, cap) in enumerate(zip(d.weights, d.caps, strict=True)) if w != 0.0]
@@ -477,6 +485,7 @@ class CaseEnv(gym.Env[np.ndarray, np.ndarray]):
         scenario = self.case.scenario.model_copy(update={"seed": sim_seed})
         self._sim = ControlCase(scenario).build()
         self._sim.initialize()
+        self._readers(self._sim)
         self._k = 0
         self._totals = [0.0] * len(self.definition.piece_names)
         self._done = False
@@ -492,14 +501,14 @@ class CaseEnv(gym.Env[np.ndarray, np.ndarray]):
         # kpi_increments and reward (the definitions, on arrays), which tests hold it to;
         # numpy's per-call cost on vectors this short would be most of an engine step.
         lows, highs = self._action_low, self._action_high
+        # an array's tolist() gives the float64 of each element, as np.asarray(float64) would
+        asked = action.tolist() if isinstance(action, np.ndarray) else np.asarray(
+            action, dtype=np.float64).tolist()
         if self.config.normalise_actions:
             values = [lo + (min(max(a, -1.0), 1.0) + 1.0) * 0.5 * (hi - lo)
-                      for a, lo, hi in zip(np.asarray(action, dtype=np.float64).tolist(), lows, highs,
-                                           strict=True)]
+                      for a, lo, hi in zip(asked, lows, highs, strict=True)]
         else:
-            values = [min(max(a, lo), hi)
-                      for a, lo, hi in zip(np.asarray(action, dtype=np.float64).tolist(), lows, highs,
-                                           strict=True)]
+            values = [min(max(a, lo), hi) for a, lo, hi in zip(asked, lows, highs, strict=True)]
         totals = self._totals
         before = list(totals)
         for i, (target, value) in enumerate(zip(d.actuators, values, strict=True)):
@@ -510,8 +519,12 @@ class CaseEnv(gym.Env[np.ndarray, np.ndarray]):
         error = self._advance(min(self.config.control_interval, d.steps - self._k))
         r = 0.0
         for j, w, cap in self._rewarded:
-            r += w * (min(totals[j], cap) - min(before[j], cap))
-        outside = any(totals[j] > before[j] for j in self._outside)
+            now, then = totals[j], before[j]
+            if now != then:  # an unchanged piece adds (+/-)0.0, which changes no sum
+                r += w * (min(now, cap) - min(then, cap))
+        # a constraint's time outside only grows (by the step): changed is broken
+        o = self._outside
+        outside = totals[o.start:o.stop] != before[o.start:o.stop]
         terminated = error is not None
         truncated = not terminated and self._k >= d.steps
         self._done = terminated or truncated
@@ -521,7 +534,7 @@ class CaseEnv(gym.Env[np.ndarray, np.ndarray]):
             "kpi_pieces": dict(zip(d.piece_names, totals, strict=True)),
             # any constraint broken at any engine step of the interval
             "outside_constraints": outside,
-            "flags": [f for f in d.flag_signals if sim.get(f) > 0.0],
+            "flags": _raised(d.flag_signals, self._read_flags()),
         }
         if error is not None:
             info["error"] = error
@@ -542,32 +555,35 @@ class CaseEnv(gym.Env[np.ndarray, np.ndarray]):
         d = self.definition
         sim = self.simulation
         totals = self._totals
-        get, get_true, grid, dt = sim.get, sim.get_true, self._grid, d.step_s
-        tracked, constrained = self._tracked, self._constrained
+        grid, dt = self._grid, d.step_s
+        constrained = self._constrained
+        read_tracked, read_constrained = self._read_tracked, self._read_constrained
         iae, ise, out_at, integral_at = self._iae_at, self._ise_at, self._outside_at, self._integral_at
         price_col = len(d.forecast_names) - 1 if d.has_price else -1
         error = None
         k = self._k
-        cumulative = self._cumulative
-        f0, e0 = (get(_FORMATE), get(_ENERGY)) if cumulative else (0.0, 0.0)
+        read_cumulative = self._read_cumulative
+        f0, e0 = read_cumulative()
         for _ in range(n):
             try:
                 sim.step()
             except CosimError as exc:  # the plant cannot go on: the episode terminates
                 error = str(exc)
                 break
-            f1, e1 = (get(_FORMATE), get(_ENERGY)) if cumulative else (0.0, 0.0)
+            f1, e1 = read_cumulative()
             totals[0] += (f1 - f0) * _KG_PER_MOL
             totals[1] += e1 - e0
             if price_col >= 0:
                 totals[2] += (e1 - e0) * grid[k][price_col]  # the price at the step's start
             k += 1
-            for i, signal in enumerate(tracked):
-                e = grid[k][i] - get_true(signal)
+            row = grid[k]
+            for i, y in enumerate(read_tracked()):
+                e = row[i] - y
                 totals[iae + i] += abs(e) * dt
                 totals[ise + i] += e * e * dt
-            for i, (signal, lo, hi) in enumerate(constrained):
-                y = get_true(signal)
+            for i, ((_, lo, hi), y) in enumerate(zip(constrained, read_constrained(), strict=True)):
+                if lo <= y <= hi:  # inside: no excess (the common case, two comparisons)
+                    continue
                 excess = max(y - hi, 0.0) + max(lo - y, 0.0)
                 if excess > 0.0:
                     totals[out_at + i] += dt
@@ -580,13 +596,27 @@ class CaseEnv(gym.Env[np.ndarray, np.ndarray]):
         """observation(measurements, Definition.forecasts(k), time left), built from plain
         floats (tests hold the two equal); a reading outside its port's bounds (a faulted
         sensor) is shown at the bound."""
-        get = self.simulation.get
         k = self._k
-        values = [min(max(get(m), lo), hi) for m, lo, hi in self._measured]
-        rows = self._grid[k: k + self._horizon * self._every: self._every]
-        values += [row[i] for i in range(self._n_forecasts) for row in rows]
+        values = [min(max(v, lo), hi)
+                  for v, (_, lo, hi) in zip(self._read_measured(), self._measured, strict=True)]
+        if self._n_forecasts:
+            rows = self._grid[k: k + self._horizon * self._every: self._every]
+            values += [row[i] for i in range(self._n_forecasts) for row in rows]
         values.append(1.0 - k / self.definition.steps)
         return np.array(values, dtype=np.float64)
+
+    def _readers(self, sim: Simulation) -> None:
+        """What the hot loop reads each engine step, one call per group of signals (a name
+        lookup per signal and step cost as much as an engine step's components); the
+        tracked and constrained signals as the plant did them (a faulted sensor's true value)."""
+        d = self.definition
+        self._read_flags = sim.reader(d.flag_signals)
+        self._read_measured = sim.reader([m for m, _, _ in self._measured])
+        self._read_tracked = sim.reader(self._tracked, true=True)
+        self._read_constrained = sim.reader([c for c, _, _ in self._constrained], true=True)
+        # production and energy from the plant's cumulative outputs; none without them
+        self._read_cumulative: Callable[[], tuple[Any, ...]] = (
+            sim.reader([_FORMATE, _ENERGY]) if self._cumulative else lambda: (0.0, 0.0))
 
     def _close_sim(self) -> None:
         if self._sim is not None:
