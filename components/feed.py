@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 from typing import Any, ClassVar
-from operator import itemgetter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -274,8 +273,4 @@ _OUTPUT_NAMES = ("gas_flow", "co2_fraction", "co2_flow", "fresh_co2_rate", "recy
                  "humidity", "recycle_co2_fed", "co2_mfc_request", "n2_mfc_request", "co2_mfc_flow",
                  "n2_mfc_flow", "co2_mfc_saturated", "n2_mfc_saturated", "anolyte_pump_saturated",
                  "catholyte_pump_saturated", "saturated")
-if (tuple(p.name for p in Feed.inputs), tuple(p.name for p in Feed.outputs)) != (
-        _INPUT_NAMES, _OUTPUT_NAMES):
-    raise ImportError("components/feed.py: Feed._step_floats takes and returns the ports in the "
-                      "order of _INPUT_NAMES and _OUTPUT_NAMES; the ports changed")
-_INPUTS_OF = itemgetter(*_INPUT_NAMES)
+_INPUTS_OF = Feed.positional(_INPUT_NAMES, _OUTPUT_NAMES)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING, Any, ClassVar
-from operator import itemgetter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -609,8 +608,4 @@ _OUTPUT_NAMES = (
     *(f"{v}_outside_envelope" for v in VARIABLES), *(f"{v}_bounded" for v in VARIABLES),
     *(f"{v}_correction" for v in VARIABLES),
 )
-if (tuple(p.name for p in Reactor.inputs), tuple(p.name for p in Reactor.outputs)) != (
-        _INPUT_NAMES, _OUTPUT_NAMES):
-    raise ImportError("components/reactor.py: Reactor._step_floats takes and returns the ports "
-                      "in the order of _INPUT_NAMES and _OUTPUT_NAMES; the ports changed")
-_INPUTS_OF = itemgetter(*_INPUT_NAMES)
+_INPUTS_OF = Reactor.positional(_INPUT_NAMES, _OUTPUT_NAMES)

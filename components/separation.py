@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 from typing import Any, ClassVar
-from operator import itemgetter
 from collections.abc import Mapping, Sequence
 
 from cosim import Component, Parameter, Port
@@ -219,8 +218,4 @@ _OUTPUT_NAMES = ("vent_flow", "vent_co2_rate", "vent_co2_fraction", "vent_h2_fra
                  "tank_formate_conc", "tank_formic_acid", "cell_outlet_formate_conc",
                  "product_draw_rate", "co2_received", "co2_vented", "co2_recycled",
                  "formate_received", "product_drawn")
-if (tuple(p.name for p in Separation.inputs), tuple(p.name for p in Separation.outputs)) != (
-        _INPUT_NAMES, _OUTPUT_NAMES):
-    raise ImportError("components/separation.py: Separation._step_floats takes and returns the "
-                      "ports in the order of _INPUT_NAMES and _OUTPUT_NAMES; the ports changed")
-_INPUTS_OF = itemgetter(*_INPUT_NAMES)
+_INPUTS_OF = Separation.positional(_INPUT_NAMES, _OUTPUT_NAMES)

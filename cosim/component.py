@@ -22,9 +22,10 @@ value for value (the plant's components are tested so, bit for bit).
 from __future__ import annotations
 
 import copy
+from operator import itemgetter
 from types import SimpleNamespace
 from typing import Any, ClassVar
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -80,6 +81,23 @@ class Component:
         """
         out = self.step(t, dt, dict(zip((p.name for p in self.inputs), values, strict=True)))
         return [out[p.name] for p in self.outputs]
+
+    @classmethod
+    def positional(cls, inputs: Sequence[str], outputs: Sequence[str],
+                   ) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+        """For a :meth:`step_values` written with its inputs and outputs in the order
+        ``inputs`` and ``outputs``: check that those are the class's ports in their order
+        (``ImportError`` naming the class otherwise: a port added or moved must fail at import,
+        not shift every value after it) and return what takes the inputs out of a mapping in
+        that order (for :meth:`step` to call the same code)."""
+        if (tuple(p.name for p in cls.inputs), tuple(p.name for p in cls.outputs)) != (
+                tuple(inputs), tuple(outputs)):
+            raise ImportError(f"{cls.__module__}.{cls.__name__}: its positional step takes and "
+                              "returns the ports in an order they no longer have; the ports "
+                              "changed")
+        names = tuple(inputs)
+        get = itemgetter(*names)
+        return get if len(names) > 1 else (lambda mapping: (mapping[names[0]],))
 
     @classmethod
     def has_step_values(cls) -> bool:

@@ -18,6 +18,7 @@ from components.feed import Feed
 from components.reactor import Reactor
 from components.separation import Separation
 from models import electrochemistry as ec
+from step_inputs import feed_inputs, reactor_inputs, separation_inputs
 
 
 def _bits(value: Any) -> Any:
@@ -28,24 +29,6 @@ def _same(fast: dict[str, Any], general: dict[str, Any], step: int) -> None:
     assert fast.keys() == general.keys()
     for name, value in general.items():
         assert _bits(fast[name]) == _bits(value), (step, name, fast[name], value)
-
-
-def _reactor_inputs(rng: random.Random, co2: bool = False) -> dict[str, float]:
-    """``co2``: always some CO2 fed (the surrogates' FE ceiling is then > 0)."""
-    def pick(*special: float, lo: float, hi: float) -> float:
-        return rng.choice(special) if rng.random() < 0.2 else rng.uniform(lo, hi)
-
-    return {
-        "current": pick(0.0, 50.0, lo=0.0, hi=12.0),
-        "gas_flow": pick(10.0 if co2 else 0.0, 20000.0, lo=10.0, hi=300.0),
-        "co2_fraction": pick(1.0 if co2 else 0.0, 100.0, lo=1.0, hi=100.0),
-        "anolyte_flow": pick(0.0, 1e-13, lo=0.0, hi=20.0),
-        "catholyte_flow": pick(0.0, lo=0.0, hi=20.0),
-        "anolyte_conc": pick(0.0, lo=0.0, hi=3.0),
-        "catholyte_conc": pick(0.0, lo=0.0, hi=3.0),
-        "humidity": pick(0.0, 100.0, lo=0.0, hi=100.0),
-        "ambient_temperature": pick(-40.0, 80.0, lo=0.0, hi=40.0),
-    }
 
 
 def _models(choices: dict[str, Any]) -> Any:
@@ -68,7 +51,7 @@ def test_reactor_float_step_gives_the_general_steps_bits(choices: dict[str, Any]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for k in range(400):
-            inputs = _reactor_inputs(rng, co2=choices is not None)
+            inputs = reactor_inputs(rng, co2=choices is not None)
             dt = rng.choice((1.0, 1.0, 0.5, 60.0))
             a = fast.step(k, dt, inputs)
             b = general._step_general(k, dt, inputs, ec.SCALAR)
@@ -84,7 +67,7 @@ def test_reactor_float_step_reaches_its_branches():
     rng = random.Random(14)
     seen = set()
     for k in range(400):
-        inputs = _reactor_inputs(rng)
+        inputs = reactor_inputs(rng)
         r.step(k, rng.choice((1.0, 1.0, 0.5, 60.0)), inputs)
         seen.add(("acid", r._oh < 0.0))
         seen.add(("current", inputs["current"] > 0.0))
@@ -98,16 +81,7 @@ def test_feed_float_step_gives_the_general_steps_bits():
         f.initialize(0.0)
     rng = random.Random(5)
     for k in range(300):
-        inputs = {
-            "gas_flow_setpoint": rng.choice((0.0, 100.0, 900.0, rng.uniform(0.0, 600.0))),
-            "co2_fraction_setpoint": rng.uniform(0.0, 100.0),
-            "anolyte_flow_setpoint": rng.choice((0.0, 80.0, rng.uniform(0.0, 60.0))),
-            "catholyte_flow_setpoint": rng.choice((0.0, 80.0, rng.uniform(0.0, 60.0))),
-            "anolyte_conc_setpoint": rng.uniform(0.0, 2.0),
-            "catholyte_conc_setpoint": rng.uniform(0.0, 2.0),
-            "humidity_setpoint": rng.uniform(0.0, 100.0),
-            "co2_recycle": rng.choice((0.0, rng.uniform(0.0, 50.0))),
-        }
+        inputs = feed_inputs(rng)
         if k == 150:  # a time constant changed: the decay factors follow
             for f in (fast, general):
                 f.p.mfc_time_constant = 0.0
@@ -122,15 +96,7 @@ def test_separation_float_step_gives_the_general_steps_bits():
         s.initialize(0.0)
     rng = random.Random(9)
     for k in range(300):
-        inputs = {
-            "co2_rate": rng.choice((0.0, rng.uniform(0.0, 1e-3))),
-            "h2_rate": rng.uniform(0.0, 1e-4),
-            "n2_rate": rng.choice((0.0, rng.uniform(0.0, 1e-3))),
-            "formate_rate": rng.uniform(0.0, 1e-4),
-            "catholyte_flow": rng.choice((0.0, rng.uniform(0.0, 20.0))),
-            "recycle_fraction": rng.uniform(0.0, 1.0),
-            "product_draw": rng.choice((0.0, rng.uniform(0.0, 5.0))),
-        }
+        inputs = separation_inputs(rng)
         dt = rng.choice((1.0, 1.0, 0.0, 30.0))
         _same(fast.step(k, dt, inputs), general._step_general(dt, inputs, ec.SCALAR), k)
 

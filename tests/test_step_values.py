@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+from functools import partial
 import warnings
 from typing import Any
 from collections.abc import Callable, Mapping
@@ -22,57 +23,11 @@ from components.reactor import Reactor
 from components.separation import Separation
 from cosim import Component, Port, Simulation, SimulationError
 from cosim.recorder import Recorder
+from step_inputs import feed_inputs, power_inputs, reactor_inputs, separation_inputs
 
 
 def _bits(value: Any) -> Any:
     return np.asarray(value, dtype=float).view(np.int64)
-
-
-def _reactor_inputs(rng: random.Random) -> dict[str, float]:
-    def pick(*special: float, lo: float, hi: float) -> float:
-        return rng.choice(special) if rng.random() < 0.2 else rng.uniform(lo, hi)
-
-    return {
-        "current": pick(0.0, 50.0, lo=0.0, hi=12.0),
-        "gas_flow": pick(10.0, 20000.0, lo=10.0, hi=300.0),
-        "co2_fraction": pick(1.0, 100.0, lo=1.0, hi=100.0),
-        "anolyte_flow": pick(0.0, 1e-13, lo=0.0, hi=20.0),
-        "catholyte_flow": pick(0.0, lo=0.0, hi=20.0),
-        "anolyte_conc": pick(0.0, lo=0.0, hi=3.0),
-        "catholyte_conc": pick(0.0, lo=0.0, hi=3.0),
-        "humidity": pick(0.0, 100.0, lo=0.0, hi=100.0),
-        "ambient_temperature": pick(-40.0, 80.0, lo=0.0, hi=40.0),
-    }
-
-
-def _feed_inputs(rng: random.Random) -> dict[str, float]:
-    return {
-        "gas_flow_setpoint": rng.choice((0.0, 100.0, 900.0, rng.uniform(0.0, 600.0))),
-        "co2_fraction_setpoint": rng.uniform(0.0, 100.0),
-        "anolyte_flow_setpoint": rng.choice((0.0, 80.0, rng.uniform(0.0, 60.0))),
-        "catholyte_flow_setpoint": rng.choice((0.0, 80.0, rng.uniform(0.0, 60.0))),
-        "anolyte_conc_setpoint": rng.uniform(0.0, 2.0),
-        "catholyte_conc_setpoint": rng.uniform(0.0, 2.0),
-        "humidity_setpoint": rng.uniform(0.0, 100.0),
-        "co2_recycle": rng.choice((0.0, rng.uniform(0.0, 50.0))),
-    }
-
-
-def _separation_inputs(rng: random.Random) -> dict[str, float]:
-    return {
-        "co2_rate": rng.choice((0.0, rng.uniform(0.0, 1e-3))),
-        "h2_rate": rng.uniform(0.0, 1e-4),
-        "n2_rate": rng.choice((0.0, rng.uniform(0.0, 1e-3))),
-        "formate_rate": rng.uniform(0.0, 1e-4),
-        "catholyte_flow": rng.choice((0.0, rng.uniform(0.0, 20.0))),
-        "recycle_fraction": rng.uniform(0.0, 1.0),
-        "product_draw": rng.choice((0.0, rng.uniform(0.0, 5.0))),
-    }
-
-
-def _power_inputs(rng: random.Random) -> dict[str, float]:
-    return {"current_setpoint": rng.choice((0.0, -0.0, 60.0, rng.uniform(0.0, 20.0))),
-            "cell_voltage": rng.choice((0.0, 7.0, rng.uniform(2.0, 6.5)))}
 
 
 def _hybrid() -> Any:
@@ -84,11 +39,11 @@ def _hybrid() -> Any:
 #: (make a fresh component, draw its inputs, a tunable parameter to change midway)
 _CASES: dict[str, tuple[Callable[[], Component], Callable[[random.Random], dict[str, float]],
                         tuple[str, float] | None]] = {
-    "power": (PowerSupply, _power_inputs, ("output_enabled", 0.0)),
-    "feed": (Feed, _feed_inputs, ("co2_supply_fraction", 0.5)),
-    "separation": (Separation, _separation_inputs, None),
-    "reactor": (Reactor, _reactor_inputs, None),
-    "reactor-hybrid": (lambda: Reactor(models=_hybrid()), _reactor_inputs, None),
+    "power": (PowerSupply, power_inputs, ("output_enabled", 0.0)),
+    "feed": (Feed, feed_inputs, ("co2_supply_fraction", 0.5)),
+    "separation": (Separation, separation_inputs, None),
+    "reactor": (Reactor, partial(reactor_inputs, co2=True), None),
+    "reactor-hybrid": (lambda: Reactor(models=_hybrid()), partial(reactor_inputs, co2=True), None),
 }
 
 
@@ -311,3 +266,23 @@ def test_a_subclass_or_instance_that_overrides_step_alone_is_stepped_through_it(
     frame = sim.run(3.0, progress=False)
     assert calls == [0.0, 0.0, 1.0, 2.0]  # the evaluation at t0, then each step
     assert frame["k.y"].tolist() == [0.0] * 4
+
+
+def test_positional_refuses_ports_out_of_the_written_order():
+    """Component.positional: a class whose ports no longer run in the order its positional
+    step is written in fails at import, naming the class; in order, it reads a mapping in it."""
+    class Two(Component):
+        inputs = (Port("a", "1"), Port("b", "1"))
+        outputs = (Port("y", "1"),)
+
+    assert Two.positional(("a", "b"), ("y",))({"b": 2.0, "a": 1.0}) == (1.0, 2.0)
+    with pytest.raises(ImportError, match=r"\.Two: its positional step takes and returns the ports"):
+        Two.positional(("b", "a"), ("y",))
+    with pytest.raises(ImportError, match="the ports changed"):
+        Two.positional(("a", "b"), ("y", "z"))
+
+    class One(Component):
+        inputs = (Port("a", "1"),)
+        outputs = (Port("y", "1"),)
+
+    assert One.positional(("a",), ("y",))({"a": 3.0}) == (3.0,)  # a tuple, as for several
