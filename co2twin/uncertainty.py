@@ -133,6 +133,18 @@ def percentile_bands(out: Path, signals: Sequence[str], percentiles: Sequence[fl
     return bands[["signal", "group", "time", *(_label(p) for p in percentiles)]]
 
 
+def _units(spec: SweepSpec, signals: Sequence[str]) -> dict[str, str]:
+    """The unit of each signal as the base scenario's simulation declares it (controllers'
+    signals take the units of what they measure and drive)."""
+    from .scenario import _close, build, parse_scenario
+
+    sim = build(parse_scenario(spec.scenario_data, source=spec.source, base_dir=spec.base_dir))
+    try:
+        return {s: sim.unit(s) for s in signals if s in sim.signals}
+    finally:
+        _close(sim.components.values())
+
+
 def plot_bands(bands: pd.DataFrame, path: Path, *, title: str,
                group_labels: Sequence[str] | None = None,
                units: Mapping[str, str] | None = None) -> Path:
@@ -150,6 +162,8 @@ def plot_bands(bands: pd.DataFrame, path: Path, *, title: str,
     scale, unit = (3600.0, "h") if span > 7200 else (60.0, "min") if span > 120 else (1.0, "s")
     fig, axes = plt.subplots(len(signals), 1, figsize=(7, 2.2 * len(signals) + 0.6), sharex=True,
                              squeeze=False)
+    several = len(groups) > 1
+    handles: list[Any] = []
     for ax, signal in zip(axes[:, 0], signals, strict=True):
         for g in groups:
             colour = f"C{g % 10}"
@@ -162,15 +176,23 @@ def plot_bands(bands: pd.DataFrame, path: Path, *, title: str,
                                 linewidth=0, label=f"{name} {low}-{high}".strip())
             if len(labels) % 2:
                 mid = labels[len(labels) // 2]
-                ax.plot(t, part[mid], color=colour, linewidth=1.2, label=f"{name} {mid}".strip())
+                line, = ax.plot(t, part[mid], color=colour, linewidth=1.2, label=f"{name} {mid}".strip())
+                if several and ax is axes[0, 0]:
+                    handles.append((line, name))
         ax.set_ylabel(f"{signal} [{units[signal]}]" if units and units.get(signal) else signal, fontsize=8)
-        ax.legend(fontsize=6, loc="best")
+        if not several:
+            ax.legend(fontsize=6, loc="best")
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel(f"time [{unit}]")
+    if several:  # one entry per group beside the panels: per band and panel it would cover them
+        title += f"\nshaded {labels[0]}-{labels[-1]}" + (f", line {labels[len(labels) // 2]}"
+                                                          if len(labels) % 2 else "")
+        fig.legend([h for h, _ in handles], [n for _, n in handles], fontsize=6,
+                   loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=80)
+        fig.savefig(tmp, dpi=80, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -234,11 +256,8 @@ def summarise(spec: SweepSpec, kpis: pd.DataFrame, out: Path,
             bands.to_parquet(tmp, index=False)
         labels = _group_labels(spec.groups)
         what = f"{spec.n_per_group:,} samples per group" if by_group else f"{len(kpis):,} variants"
-        from components.plant import STAGES
-
-        units = {f"{c}.{p.name}": p.unit for c, cls in STAGES.items() for p in (*cls.outputs, *cls.inputs)}
         plot_bands(bands, out / "bands.png", title=f"{spec.name}: percentiles over {what}",
-                   group_labels=labels, units=units)
+                   group_labels=labels, units=_units(spec, spec.bands))
         summary["bands"] = {"plot": "bands.png", "table": "bands.parquet", "signals": spec.bands,
                             "percentiles": spec.percentiles}
     return summary

@@ -185,3 +185,13 @@ def test_a_loop_kpi_of_a_controller_the_scenario_lacks_is_refused(tmp_path):
     with pytest.raises(ScenarioError,
                        match=r"sweep\.keep\.kpis\[1\]: expected a KPI .*found 'loop_iae\[nope\]'"):
         parse_sweep_spec(data, source="spec.yaml", base_dir=tmp_path)
+
+
+def test_band_plots_label_a_controllers_signals_with_their_units():
+    """A controller's ports take the units of what it measures and drives; the band plot's
+    axes say them (they came from the plant's stages only, so pi.output had none)."""
+    from co2twin.uncertainty import _units
+
+    spec = load_sweep_spec(Path(__file__).parent.parent / "sweeps" / "pi_tuning.yaml")
+    assert _units(spec, ["pi.output", "pi.error", "separation.tank_formate_conc"]) == {
+        "pi.output": "A", "pi.error": "mol/L", "separation.tank_formate_conc": "mol/L"}
