@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
     from .sweep_spec import SweepSpec
 
-__all__ = ["summarise", "kpi_intervals", "sensitivity", "percentile_bands", "plot_bands", "worst_balances"]
+__all__ = ["summarise", "kpi_intervals", "kpi_units", "sensitivity", "percentile_bands", "plot_bands",
+           "worst_balances"]
 
 #: columns of a sweep's KPI table that are not KPIs
 _NOT_KPIS = ("variant", "group")
@@ -133,6 +134,32 @@ def percentile_bands(out: Path, signals: Sequence[str], percentiles: Sequence[fl
     return bands[["signal", "group", "time", *(_label(p) for p in percentiles)]]
 
 
+def kpi_units(spec: SweepSpec, names: Sequence[str]) -> dict[str, str]:
+    """The unit of each KPI column (``time_outside_limits_s``, ``loop_iae[pi]`` ...): the
+    plant's KPIs' from :data:`co2twin.kpi.KPI_UNITS`, a loop's from its controller's signals."""
+    from .kpi import KPI_UNITS
+
+    loops = [n for n in names if n.startswith(("loop_iae[", "loop_travel["))]
+    signals = _units(spec, [f"{n[n.index('[') + 1:-1]}.{'error' if n.startswith('loop_iae') else 'output'}"
+                            for n in loops]) if loops else {}
+    units: dict[str, str] = {}
+    for name in names:
+        base, _, inner = name.partition("[")
+        if name in loops:
+            controller = inner[:-1]
+            unit = signals.get(f"{controller}.error" if base == "loop_iae" else f"{controller}.output")
+            units[name] = "" if unit is None else f"{unit} s" if base == "loop_iae" else unit
+        elif base in _SECONDS_PER_SIGNAL:
+            units[name] = "s"
+        else:
+            units[name] = KPI_UNITS.get(base, "")
+    return units
+
+
+#: the KPIs that are a mapping signal -> seconds (columns ``outside_limits[reactor.cell_voltage]``)
+_SECONDS_PER_SIGNAL = ("outside_limits", "limits_not_evaluated", "flagged")
+
+
 def _units(spec: SweepSpec, signals: Sequence[str]) -> dict[str, str]:
     """The unit of each signal as the base scenario's simulation declares it (controllers'
     signals take the units of what they measure and drive)."""
@@ -237,6 +264,7 @@ def summarise(spec: SweepSpec, kpis: pd.DataFrame, out: Path,
         "kpi_intervals": kpi_intervals(kpis, spec.percentiles),
         "balances": worst_balances(out),
     }
+    summary["kpi_units"] = kpi_units(spec, list(summary["kpi_intervals"]))
     if spec.n_groups > 1 and spec.n_per_group > 1:
         summary["kpi_intervals_by_group"] = [
             {"group": int(g), "set": spec.groups[int(g)],

@@ -195,3 +195,15 @@ def test_band_plots_label_a_controllers_signals_with_their_units():
     spec = load_sweep_spec(Path(__file__).parent.parent / "sweeps" / "pi_tuning.yaml")
     assert _units(spec, ["pi.output", "pi.error", "separation.tank_formate_conc"]) == {
         "pi.output": "A", "pi.error": "mol/L", "separation.tank_formate_conc": "mol/L"}
+
+
+def test_a_sweeps_kpi_units_name_each_loops_units():
+    """summary.json's kpi_units (what `co2twin sweep` prints): a loop's IAE in its measurement's
+    unit times seconds, its travel in its actuator's unit; plant KPIs and per-signal seconds."""
+    from co2twin.uncertainty import kpi_units
+
+    spec = load_sweep_spec(Path(__file__).parent.parent / "sweeps" / "pi_tuning.yaml")
+    assert kpi_units(spec, ["loop_iae[pi]", "loop_travel[pi]", "formate_produced_mol",
+                            "outside_limits[reactor.cell_voltage]"]) == {
+        "loop_iae[pi]": "mol/L s", "loop_travel[pi]": "A", "formate_produced_mol": "mol",
+        "outside_limits[reactor.cell_voltage]": "s"}

@@ -85,9 +85,7 @@ def sweep_command(
 
 def _print_summary(summary: dict[str, Any], output: Path) -> None:
     """KPI intervals, sensitivity indices (when asked), and the files."""
-    from co2twin.kpi import KPI_UNITS, LOOP_KPI_UNITS
-
-    intervals = summary["kpi_intervals"]
+    intervals, units = summary["kpi_intervals"], summary.get("kpi_units", {})
     labels = [k for k in next(iter(intervals.values()), {}) if k.startswith("p")]
     table = RichTable(title=escape(f"{summary['name']}: {summary['variants']:,} variants"))
     table.add_column("KPI", overflow="fold")
@@ -96,7 +94,7 @@ def _print_summary(summary: dict[str, Any], output: Path) -> None:
     table.add_column("unit")
     for kpi, row in intervals.items():
         table.add_row(escape(kpi), *(f"{row[label]:.6g}" for label in labels),
-                      {**KPI_UNITS, **LOOP_KPI_UNITS}.get(kpi.split("[")[0], ""))
+                      units.get(kpi, ""))
     out.print(table)
     sens = summary.get("sensitivity")
     if sens:
