@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-import co2twin.ensemble as ensemble_module
+import co2twin.ensemble_result as ensemble_module
 from co2twin.ensemble import EnsembleResult, run_ensemble
 from co2twin.kpi import balances, kpis
 from co2twin.scenario import parse_scenario
