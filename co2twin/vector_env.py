@@ -30,6 +30,7 @@ from gymnasium.vector.utils import batch_space
 
 from cosim.errors import CosimError
 from cosim.simulation import Simulation
+from models.bank import batch_threads
 from .control.case import ControlCase
 from .control.gym_env import (
     Definition,
@@ -40,7 +41,7 @@ from .control.gym_env import (
     reward,
     scale_action,
 )
-from .ensemble import blas_threads, build_ensemble, record_ensemble
+from .ensemble import batch_thread_count, blas_threads, build_ensemble, record_ensemble
 from .scenario import _close
 from .scenario_schema import Scenario
 
@@ -55,20 +56,26 @@ class CaseVectorEnv(VectorEnv):
 
     ``case`` and ``config`` as for :class:`~co2twin.control.gym_env.CaseEnv` (keywords
     override ``config``'s fields); ``variants``: per episode, overrides of the case's scenario
-    (:mod:`co2twin.ensemble` paths), ``num_envs`` of them, kept across resets.
+    (:mod:`co2twin.ensemble` paths), ``num_envs`` of them, kept across resets; ``threads``:
+    how many threads run the surrogates' networks on the episodes (default BLAS's count here;
+    the same results for any).
     """
 
     metadata: dict[str, Any] = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, case: ControlCase | Scenario | str | Path, num_envs: int,
                  config: EnvConfig | None = None, *,
-                 variants: Sequence[Mapping[str, Any]] | None = None, **overrides: Any) -> None:
+                 variants: Sequence[Mapping[str, Any]] | None = None, threads: int | None = None,
+                 **overrides: Any) -> None:
         if not (isinstance(num_envs, int) and num_envs >= 1):
             raise ValueError(f"num_envs: expected a whole number >= 1, found {num_envs!r}")
         config = dataclasses.replace(config or EnvConfig(), **overrides)
         self.case = _as_case(case, config)
         self.config = config
         self.num_envs = num_envs
+        # the episodes' networks run in blocks on this many threads, as an ensemble's do
+        # (co2twin.ensemble.run_ensemble: the same bits for any count)
+        self.threads = batch_thread_count() if threads is None else int(threads)
         self.variants = [dict(v) for v in variants] if variants is not None else [{}] * num_envs
         if len(self.variants) != num_envs:
             raise ValueError(f"variants: expected {num_envs} (one per episode), found "
@@ -182,7 +189,7 @@ class CaseVectorEnv(VectorEnv):
         f0, e0 = (get(_FORMATE), get(_ENERGY)) if cumulative else (0.0, 0.0)
         error = None
         done = 0
-        with blas_threads():
+        with blas_threads(), batch_threads(self.threads):
             for j in range(steps):
                 try:
                     sim.step()
