@@ -707,7 +707,7 @@ _BLAS_THREADS = 1
 
 
 def _require_arrays(sim: Simulation, scenario: Scenario) -> None:
-    """Refuse components that do not step arrays of variants (controllers, the solar supply, FMUs)."""
+    """Refuse components that do not step arrays of variants (a Python controller, the solar supply, FMUs)."""
     scalar = [f"{name} ({type(c).__module__}.{type(c).__name__})" for name, c in sim.components.items()
               if not getattr(c, "supports_arrays", False)]
     if scalar:

@@ -14,7 +14,8 @@ Episodes of a case all last as long, so they end together; the next ``step`` res
 ``variants``: each episode may vary the case as an ensemble's variant does (domain
 randomisation: ``{"plant.reactor.area_cm2": 30.0}``). A simulation error in any episode ends
 all of them (``terminated``, ``info["error"]``), since they share one simulation. Cases whose
-plant has controllers or the solar supply are refused (those step scalars only, for now).
+plant has a Python controller or the solar supply are refused (those step scalars only, for
+now); the shipped controllers step arrays.
 """
 from __future__ import annotations
 
