@@ -22,7 +22,6 @@ value for value (the plant's components are tested so, bit for bit).
 from __future__ import annotations
 
 import copy
-from operator import itemgetter
 from types import SimpleNamespace
 from typing import Any, ClassVar
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from .errors import WiringError
+from .values import getter
 from .ports import Parameter, Port
 
 __all__ = ["Component"]
@@ -95,9 +95,7 @@ class Component:
             raise ImportError(f"{cls.__module__}.{cls.__name__}: its positional step takes and "
                               "returns the ports in an order they no longer have; the ports "
                               "changed")
-        names = tuple(inputs)
-        get = itemgetter(*names)
-        return get if len(names) > 1 else (lambda mapping: (mapping[names[0]],))
+        return getter(tuple(inputs))
 
     @classmethod
     def has_step_values(cls) -> bool:

@@ -9,7 +9,7 @@ built once per component when the run starts, so the per-step loop in
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -67,9 +67,10 @@ def writer(values: list[Any], scatter: list[tuple[str, int]]) -> Callable[[Any],
     return put_each
 
 
-def getter(slots: list[int]) -> Callable[[list[Any]], tuple[Any, ...]]:
-    """What takes a component's inputs out of the values as a tuple (``itemgetter`` gives a
-    bare value for one slot: that case is wrapped)."""
+def getter(slots: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
+    """What takes the items at ``slots`` (indices of the values, or keys of a mapping) out
+    as a tuple, for any number of them (``itemgetter`` gives a bare value for one: that case
+    is wrapped)."""
     if len(slots) >= 2:
         return itemgetter(*slots)
     if len(slots) == 1:

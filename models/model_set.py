@@ -15,12 +15,12 @@ import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
 from cosim.errors import ModelError
+from cosim.values import getter
 
 from .bank import Bank, PendingBatch
 from .envelope import Envelope
@@ -323,8 +323,6 @@ def _single_plan(surrogates: Mapping[str, Surrogate], bank: Bank | None,
     (else that call takes :meth:`ModelSet.estimate_all`'s general path)."""
     if bank is None or common is None or set(bank.variables) != set(surrogates):
         return None
-    if len(bank.inputs) < 2:  # itemgetter of one index returns the value, not a tuple
-        return None
     signals, variables = list(SIGNALS), list(SAMPLE_VARIABLES)
     members = []
     for k, v in enumerate(bank.variables):
@@ -332,7 +330,7 @@ def _single_plan(surrogates: Mapping[str, Surrogate], bank: Bank | None,
         if not isinstance(s, NetworkSurrogate):  # a bank holds only networks
             return None
         members.append((k, variables.index(v), s.finish_on_floats()))
-    return _SinglePlan(itemgetter(*(signals.index(n) for n in bank.inputs)), common.contains,
+    return _SinglePlan(getter([signals.index(n) for n in bank.inputs]), common.contains,
                        bank.outputs, tuple(members))
 
 
