@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
@@ -86,14 +85,7 @@ class CaseVectorEnv(VectorEnv):
             self.definition = d = Definition.of(self.case, config, probe)
         finally:
             _close(probe.components.values())
-        a = len(d.actuators)
-        if config.normalise_actions:
-            self.single_action_space = spaces.Box(-1.0, 1.0, shape=(a,), dtype=np.float32)
-        else:
-            self.single_action_space = spaces.Box(d.action_low.astype(np.float32),
-                                                  d.action_high.astype(np.float32), dtype=np.float32)
-        self.single_observation_space = spaces.Box(d.observation_low, d.observation_high,
-                                                   dtype=np.float64)
+        self.single_action_space, self.single_observation_space = d.episode_spaces()
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self._sim: Simulation | None = None

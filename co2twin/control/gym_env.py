@@ -294,6 +294,15 @@ class Definition:
                    weights, caps, obs_names, np.array([b[0] for b in bounds], dtype=np.float64),
                    np.array([b[1] for b in bounds], dtype=np.float64), _flag_signals(sim))
 
+    def episode_spaces(self) -> tuple[spaces.Box, spaces.Box]:
+        """One episode's action and observation spaces (a vector env batches them)."""
+        if self.config.normalise_actions:
+            action = spaces.Box(-1.0, 1.0, shape=(len(self.actuators),), dtype=np.float32)
+        else:
+            action = spaces.Box(self.action_low.astype(np.float32),
+                                self.action_high.astype(np.float32), dtype=np.float32)
+        return action, spaces.Box(self.observation_low, self.observation_high, dtype=np.float64)
+
     def forecasts(self, k: int) -> np.ndarray:
         """The known futures seen at engine step ``k``, flattened signal by signal."""
         every = self.config.forecast_every or self.config.control_interval
@@ -415,13 +424,7 @@ class CaseEnv(gym.Env[np.ndarray, np.ndarray]):
         self._sim: Simulation | None = self.case.build()
         self.definition = d = Definition.of(self.case, config, self._sim)
         self.config = config
-        n = len(d.actuators)
-        if config.normalise_actions:
-            self.action_space = spaces.Box(-1.0, 1.0, shape=(n,), dtype=np.float32)
-        else:
-            self.action_space = spaces.Box(d.action_low.astype(np.float32),
-                                           d.action_high.astype(np.float32), dtype=np.float32)
-        self.observation_space = spaces.Box(d.observation_low, d.observation_high, dtype=np.float64)
+        self.action_space, self.observation_space = d.episode_spaces()
         self._seeded_once = False
         self._k = 0
         self._totals: list[float] = [0.0] * len(d.piece_names)
