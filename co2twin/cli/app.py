@@ -7,7 +7,7 @@ import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import typer
 from rich.markup import escape
@@ -322,12 +322,8 @@ def signals_command() -> None:
     and the scenario input names. Nothing is cut: piped, one line per item."""
     from components.plant import INPUTS, STAGES
 
-    signals = [(f"{cname}.{p.name}", direction + (", measured" if p.measured else ""),
-                p.bounds_text(), p.description)
-               for cname, cls in STAGES.items()
-               for direction, ports in (("out", cls.outputs), ("in", cls.inputs)) for p in ports]
     _print_rows("plant signals (component.port; scenario inputs drive the unconnected inputs)",
-                ("signal", "direction", "bounds", "description"), signals, out)
+                ("signal", "direction", "bounds", "description"), _signal_rows(STAGES), out)
     parameters = [(f"{cname}.{p.name}", f"{p.default:g}", p.unit, p.bounds_text(),
                    "yes" if p.tunable else "no", p.description)
                   for cname, cls in STAGES.items() for p in cls.parameters]
@@ -337,12 +333,16 @@ def signals_command() -> None:
     _print_rows("scenario input names", ("input", "drives"), list(INPUTS.items()), out)
     from co2twin.supply_schema import CLASSES as SUPPLY  # the components a supply: section adds
 
-    supply = [(f"{cname}.{p.name}", direction + (", measured" if p.measured else ""),
-               p.bounds_text(), p.description)
-              for cname, cls in SUPPLY.items()
-              for direction, ports in (("out", cls.outputs), ("in", cls.inputs)) for p in ports]
     _print_rows("supply signals (a scenario with a supply: section; README, \"Running on solar power\")",
-                ("signal", "direction", "bounds", "description"), supply, out)
+                ("signal", "direction", "bounds", "description"), _signal_rows(SUPPLY), out)
+
+
+def _signal_rows(classes: Mapping[str, Any]) -> list[tuple[str, ...]]:
+    """Per component class (by name), each output then input: signal, direction, bounds, description."""
+    return [(f"{cname}.{p.name}", direction + (", measured" if p.measured else ""),
+             p.bounds_text(), p.description)
+            for cname, cls in classes.items()
+            for direction, ports in (("out", cls.outputs), ("in", cls.inputs)) for p in ports]
 
 
 def _print_rows(title: str, header: tuple[str, ...], rows: Sequence[tuple[str, ...]],
