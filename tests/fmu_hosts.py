@@ -113,22 +113,25 @@ class EcosProxy(Ecos):
 HOSTS = {"libcosim": Libcosim, "ecos": Ecos, "ecos-proxy": EcosProxy}
 
 
+def _set_between(sim: Any, t1: float, name: str, value: float, t2: float,
+                 outputs: list[str]) -> dict[str, Any]:
+    """Run to ``t1``, set input ``name``, run on to ``t2``: ``ok`` and the outputs at both
+    times (``at_<t1>``, ``at_<t2>``)."""
+    ok = sim.until(t1)
+    before = sim.reals(outputs)
+    sim.set(name, value)
+    ok = sim.until(t2) and ok
+    return {"ok": ok, f"at_{t1:g}": before, f"at_{t2:g}": sim.reals(outputs)}
+
+
 def main(host: str, case: str, fmu: str, outputs: list[str]) -> dict[str, Any]:
     make = HOSTS[host]
     if case == "run":
         sim = make(fmu, 1.0)
-        ok = sim.until(120.0)
-        at_120 = sim.reals(outputs)
-        sim.set("current", 6.5)
-        ok = sim.until(300.0) and ok
-        found = {"ok": ok, "at_120": at_120, "at_300": sim.reals(outputs)}
+        found = _set_between(sim, 120.0, "current", 6.5, 300.0, outputs)
     elif case == "supply":  # the FMU of `co2twin fmu build --supply`: night, then sun at 3600 s
         sim = make(fmu, 60.0)
-        ok = sim.until(3600.0)
-        at_3600 = sim.reals(outputs)
-        sim.set("irradiance", 800.0)
-        ok = sim.until(7200.0) and ok
-        found = {"ok": ok, "at_3600": at_3600, "at_7200": sim.reals(outputs)}
+        found = _set_between(sim, 3600.0, "irradiance", 800.0, 7200.0, outputs)
     elif case == "half":
         sim = make(fmu, 0.5)
         found = {"ok": sim.until(36.0), "at_36": sim.reals(outputs)}
