@@ -738,7 +738,7 @@ def _signals(sim: Simulation, patterns: Sequence[str] | None, default: Sequence[
 def _kpi_signals(scenario: Scenario, sim: Simulation) -> list[str]:
     """Every signal :func:`co2twin.kpi.kpis`, ``balances`` and ``flags`` read."""
     names: list[str] = [*_KPI_SIGNALS, *operating_limits(scenario)]
-    names += [f"{n}.{port}" for n in scenario.controllers for port in ("error", "output")]
+    names += [f"{n}.{port}" for n in scenario.controllers for port in ("error", "output", "saturated")]
     for f in FLAGS:
         names += [f.column, *(c for c in (f.asked, f.got) if c), *(c for e in f.effects for c in e)]
     names += [s for s in sim.signals if s.startswith("reactor.") and s.endswith(

@@ -55,6 +55,7 @@ KPI_UNITS = {
 LOOP_KPI_UNITS = {
     "loop_iae": "(measurement unit) s",
     "loop_travel": "(actuator unit)",
+    "loop_saturated_s": "s",
 }
 
 #: every balance :func:`balances` knows, and what it relates
@@ -201,8 +202,10 @@ def kpis(frame: pd.DataFrame, limits: Mapping[str, Any] | None = None) -> dict[s
 def loop_kpis(frame: pd.DataFrame) -> dict[str, Any]:
     """Per controller of the run (``frame.attrs["scenario"]["controllers"]``, whose columns were
     recorded): ``loop_iae`` the integral of its ``error`` (a PID's set point minus measurement)
-    over the recorded rows, and ``loop_travel`` the total movement of its ``output``, each a
-    mapping ``{controller: value}``: what a tuning sweep compares loop by loop. A test case
+    over the recorded rows, ``loop_travel`` the total movement of its ``output`` and
+    ``loop_saturated_s`` the seconds its output was held at a limit (range or rate: its
+    ``saturated`` output), each a mapping ``{controller: value}``: what a tuning sweep
+    compares loop by loop, and a limit a loop sat at is said with its size. A test case
     scores its controllers with its own KPIs (:mod:`co2twin.control.kpis`)."""
     names = (frame.attrs.get("scenario") or {}).get("controllers") or ()
     cols = set(frame.columns)
@@ -213,10 +216,11 @@ def loop_kpis(frame: pd.DataFrame) -> dict[str, Any]:
            for n in names if f"{n}.error" in cols and len(times) > 1}
     travel = {n: _sum_rows(np.abs(np.diff(frame[f"{n}.output"].to_numpy(), axis=0)))
               for n in names if f"{n}.output" in cols}
-    if iae:
-        out["loop_iae"] = iae
-    if travel:
-        out["loop_travel"] = travel
+    saturated = {n: _seconds(frame, frame[f"{n}.saturated"].to_numpy() > 0.0)
+                 for n in names if f"{n}.saturated" in cols}
+    for key, figures in (("loop_iae", iae), ("loop_travel", travel), ("loop_saturated_s", saturated)):
+        if figures:
+            out[key] = figures
     return out
 
 

@@ -156,8 +156,8 @@ def kpi_units(spec: SweepSpec, names: Sequence[str]) -> dict[str, str]:
     return units
 
 
-#: the KPIs that are a mapping signal -> seconds (columns ``outside_limits[reactor.cell_voltage]``)
-_SECONDS_PER_SIGNAL = ("outside_limits", "limits_not_evaluated", "flagged")
+#: the KPIs that are a mapping signal (or controller) -> seconds (``outside_limits[reactor.cell_voltage]``)
+_SECONDS_PER_SIGNAL = ("outside_limits", "limits_not_evaluated", "flagged", "loop_saturated_s")
 
 
 def _units(spec: SweepSpec, signals: Sequence[str]) -> dict[str, str]:

@@ -100,16 +100,24 @@ def test_loop_kpis_per_variant_equal_the_single_runs(scenario, ensemble, singles
         assert table.loc[i, "loop_iae[pi]"] == pytest.approx(figures["loop_iae"]["pi"], rel=1e-12)
         for name, travel in figures["loop_travel"].items():
             assert table.loc[i, f"loop_travel[{name}]"] == pytest.approx(travel, rel=1e-12, abs=1e-12)
+        assert set(figures["loop_saturated_s"]) == {"pi", "cat"}  # the on/off has no saturated output
+        for name, seconds in figures["loop_saturated_s"].items():
+            assert table.loc[i, f"loop_saturated_s[{name}]"] == seconds
     # the slower integral with a tighter rate limit tracks worse than the tuned loop
     assert table.loc[2, "loop_iae[pi]"] != table.loc[0, "loop_iae[pi]"]
+    # a tighter rate limit (0.02 A/s, with a faster integral) holds the loop at a limit longer
+    assert table.loc[2, "loop_saturated_s[pi]"] > table.loc[0, "loop_saturated_s[pi]"] > 0
 
 
 def test_loop_iae_is_the_integral_of_the_error(singles):
-    """Against the definition, on the first variant's rows: sum of |error| x row spacing."""
+    """Against the definitions, on the first variant's rows: sum of |error| x row spacing, and
+    the rows at a limit (after the first) x row spacing."""
     frame = singles[0]
     t = frame.index.to_numpy()
     expected = float(np.sum(np.abs(frame["pi.error"].to_numpy()[1:]) * np.diff(t)))
     assert kpis(frame, None)["loop_iae"]["pi"] == pytest.approx(expected, rel=1e-12)
+    held = np.count_nonzero(frame["pi.saturated"].to_numpy()[1:] > 0.0) * float(np.median(np.diff(t)))
+    assert kpis(frame, None)["loop_saturated_s"]["pi"] == held > 0
 
 
 @pytest.mark.parametrize("variant, fragment", [
@@ -203,7 +211,7 @@ def test_a_sweeps_kpi_units_name_each_loops_units():
     from co2twin.uncertainty import kpi_units
 
     spec = load_sweep_spec(Path(__file__).parent.parent / "sweeps" / "pi_tuning.yaml")
-    assert kpi_units(spec, ["loop_iae[pi]", "loop_travel[pi]", "formate_produced_mol",
-                            "outside_limits[reactor.cell_voltage]"]) == {
-        "loop_iae[pi]": "mol/L s", "loop_travel[pi]": "A", "formate_produced_mol": "mol",
-        "outside_limits[reactor.cell_voltage]": "s"}
+    assert kpi_units(spec, ["loop_iae[pi]", "loop_travel[pi]", "loop_saturated_s[pi]",
+                            "formate_produced_mol", "outside_limits[reactor.cell_voltage]"]) == {
+        "loop_iae[pi]": "mol/L s", "loop_travel[pi]": "A", "loop_saturated_s[pi]": "s",
+        "formate_produced_mol": "mol", "outside_limits[reactor.cell_voltage]": "s"}

@@ -231,8 +231,9 @@ def _print_run(sc: Scenario, summary: RunSummary, output: Path, plot: Path | Non
         if key in LOOP_KPI_UNITS:  # per controller: one row each, in its signals' units
             units = summary.preview.attrs.get("units", {})
             for name, figure in value.items():
-                unit = (f"{units.get(f'{name}.error', '1')} s" if key == "loop_iae"
-                        else units.get(f"{name}.output", LOOP_KPI_UNITS[key]))
+                unit = {"loop_iae": f"{units.get(f'{name}.error', '1')} s",
+                        "loop_travel": units.get(f"{name}.output", LOOP_KPI_UNITS[key]),
+                        }.get(key, LOOP_KPI_UNITS[key])
                 table.add_row(escape(f"{key}[{name}]"), f"{figure:.6g}", unit)
             continue
         if isinstance(value, dict):
