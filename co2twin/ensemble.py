@@ -51,14 +51,13 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from components.plant import FLAGS, INPUTS, KEY_SIGNALS, recorded_as, resolve_input
+from components.plant import FLAGS, KEY_SIGNALS, recorded_as
 
 from cosim.ensemble_recorder import EnsembleRecorder
 from cosim.errors import ScenarioError, WiringError
@@ -77,19 +76,13 @@ from .scenario import (
     build,
     envelopes,
     operating_limits,
-    parse_scenario,
 )
-from .scenario_schema import InputSpec, ModelsSpec, Scenario
+from .scenario_schema import InputSpec, Scenario
+from .variant_paths import PATHS, SUPPLY_SECTIONS, VariantPath, apply_variant, parse_path, probe
 
-__all__ = ["PATHS", "EnsembleResult", "apply_variant", "batch_thread_count", "blas_threads", "build_ensemble",
-           "record_ensemble", "run_ensemble"]
+__all__ = ["PATHS", "SUPPLY_SECTIONS", "EnsembleResult", "apply_variant", "scalar_components",
+           "batch_thread_count", "blas_threads", "build_ensemble", "record_ensemble", "run_ensemble"]
 
-#: the paths a variant may set (see the module's docstring)
-PATHS = ("seed", "plant.<component>.<parameter>", "parameters.<component>.<parameter>",
-         "inputs.<name>", "inputs.<name>.constant", "inputs.<name>.steps", "inputs.<name>.scale",
-         "events[<i>].<field>", "controllers.<name>.<field>")
-_EVENT_FIELDS = ("at", "value", "to", "duration", "fraction", "rate", "offset", "std", "steps")
-_INPUT_FIELDS = ("constant", "steps", "scale")
 #: the signals :func:`co2twin.kpi.kpis` reads beyond the flags, limits and balances
 _KPI_SIGNALS = ("reactor.charge_passed", "reactor.energy", "reactor.formate_produced",
                 "reactor.co2_fed", "feed.fresh_co2_fed", "separation.tank_formate_conc",
@@ -97,161 +90,15 @@ _KPI_SIGNALS = ("reactor.charge_passed", "reactor.energy", "reactor.formate_prod
 #: the types :func:`_numbers` converts at once (exact types: no bool, no NumPy scalar)
 _PLAIN = frozenset({int, float})
 _PLAIN_OR_NONE = frozenset({int, float, type(None)})
-_EVENT_PATH = re.compile(r"^events(?:\[(\d+)\]|\.(\d+))\.([a-z_]+)$")
-
-
-# -- the paths of a variant ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Path:
-    """One parsed variant path: what it sets."""
-
-    kind: str  # seed | parameter | input | event
-    key: tuple[Any, ...]  # (component, parameter) | (target, field or "") | (index, field)
-
-
-def _refuse(path: str, why: str, where: str) -> ScenarioError:
-    allowed = ", ".join(PATHS)
-    return ScenarioError(f"{where}: {path!r} {why}; an ensemble may vary: {allowed}. Variants that "
-                         "differ in structure belong in different ensembles")
-
-
-def _parse_path(path: Any, scenario: Scenario, sim: Simulation, where: str) -> _Path:
-    """What ``path`` sets, or a :class:`ScenarioError` naming it and what may vary."""
-    if not isinstance(path, str):
-        raise _refuse(repr(path), "is not a dotted path", where)
-    if path == "seed":
-        return _Path("seed", ())
-    head, _, rest = path.partition(".")
-    if head in ("plant", "parameters"):
-        component, _, parameter = rest.partition(".")
-        if not component or not parameter or "." in parameter:
-            raise _refuse(path, "expected plant.<component>.<parameter>", where)
-        if scenario.plant is False:
-            raise _refuse(path, "sets a plant parameter, but the scenario has no plant", where)
-        comp = sim.components.get(component)
-        if comp is None or component not in ("power", "feed", "reactor", "separation"):
-            raise _refuse(path, "names no plant component (power, feed, reactor, separation)", where)
-        if parameter not in {p.name for p in comp.parameters}:
-            known = ", ".join(p.name for p in comp.parameters)
-            raise _refuse(path, f"names no parameter of {component} (known: {known})", where)
-        return _Path("parameter", (component, parameter))
-    if head == "controllers":
-        return _controller_path(path, rest, scenario, sim, where)
-    if head == "inputs" and rest:
-        name, field = rest, ""
-        for suffix in _INPUT_FIELDS:
-            if rest.endswith("." + suffix) and _is_input(rest[: -len(suffix) - 1], sim):
-                name, field = rest[: -len(suffix) - 1], suffix
-        if not _is_input(name, sim):
-            raise _refuse(path, f"names no input (plant inputs: {', '.join(INPUTS)}, or "
-                          f"component.port of: {', '.join(sim.external_inputs)})", where)
-        return _Path("input", (resolve_input(name), field))
-    match = _EVENT_PATH.match(path)
-    if match:
-        index = int(match.group(1) or match.group(2))
-        field = match.group(3)
-        if index >= len(scenario.events):
-            raise _refuse(path, f"names no event (the scenario has {len(scenario.events)})", where)
-        spec = scenario.events[index]
-        if field not in _EVENT_FIELDS or field not in type(spec).model_fields:
-            fields = [f for f in _EVENT_FIELDS if f in type(spec).model_fields]
-            raise _refuse(path, f"is no field a variant may set on a {spec.type} event "
-                          f"(those: {', '.join(fields)})", where)
-        return _Path("event", (index, field))
-    raise _refuse(path, "cannot vary within an ensemble", where)
-
-
-def _controller_path(path: str, rest: str, scenario: Scenario, sim: Simulation,
-                     where: str) -> _Path:
-    """``controllers.<name>.<field>``: a number of the spec that sets a class parameter."""
-    name, _, field = rest.partition(".")
-    if name not in scenario.controllers:
-        known = ", ".join(scenario.controllers) or "none"
-        raise _refuse(path, f"names no controller of the scenario (its controllers: {known})", where)
-    comp = sim.components[name]
-    if not getattr(comp, "supports_arrays", False):
-        raise _refuse(path, "varies a Python controller, which steps one run at a time", where)
-    declared = {p.name for p in comp.parameters}
-    fields = [f for f, parameter in SPEC_PARAMETERS.items() if parameter in declared]
-    if field not in fields:
-        raise _refuse(path, f"is no number a variant may set on controller {name} (type "
-                      f"{scenario.controllers[name].type}; those: {', '.join(fields)})", where)
-    return _Path("controller", (name, field))
-
-
-def _is_input(name: str, sim: Simulation) -> bool:
-    return resolve_input(name) in sim.external_inputs
-
-
-# -- one variant as a scenario of its own ---------------------------------------------------------
-def apply_variant(scenario: Scenario, variant: Mapping[str, Any]) -> Scenario:
-    """The scenario with ``variant``'s overrides applied, validated as a file would be: what
-    the variant of an ensemble equals when run alone (``co2twin.run(apply_variant(s, v))``)."""
-    sim = build(scenario.model_copy(update={"events": []}))
-    try:
-        parsed = {path: _parse_path(path, scenario, sim, "variant") for path in variant}
-    finally:
-        _close(sim.components.values())
-    data = scenario.model_dump(mode="json", by_alias=True, exclude_unset=True)
-    for path, value in variant.items():
-        p = parsed[path]
-        if p.kind == "seed":
-            data["seed"] = value
-        elif p.kind == "parameter":
-            component, parameter = p.key
-            data.setdefault("plant", {}).setdefault(component, {})[parameter] = value
-        elif p.kind == "input":
-            target, field = p.key
-            inputs = data.setdefault("inputs", {})
-            key = next((k for k in inputs if resolve_input(k) == target), target)
-            if field == "scale":
-                inputs[key] = _scaled_spec(inputs.get(key), value, sim.port(target).start, path)
-            elif field:
-                inputs[key] = {field: value}
-            else:
-                inputs[key] = value
-        elif p.kind == "controller":
-            name, field = p.key
-            spec = data["controllers"][name]
-            *parents, leaf = field.split(".")
-            for parent in parents:
-                spec = spec.setdefault(parent, {})
-            spec[leaf] = value
-        else:
-            index, field = p.key
-            data["events"][index][field] = value
-    return parse_scenario(data, source=f"{scenario.source} (variant)", base_dir=scenario.base_dir)
-
-
-def _scaled_spec(spec: Any, factor: float, start: float, path: str) -> Any:
-    """An input's spec (as dumped) with its values times ``factor``."""
-    if spec is None:
-        return start * factor
-    if isinstance(spec, (int, float)):
-        return spec * factor
-    spec = dict(spec)
-    if spec.get("constant") is not None:
-        spec["constant"] = spec["constant"] * factor
-    elif spec.get("steps") is not None:
-        spec["steps"] = [[t, v * factor] for t, v in spec["steps"]]
-    elif spec.get("ramp") is not None:
-        ramp = dict(spec["ramp"])
-        ramp["from"], ramp["to"] = ramp["from"] * factor, ramp["to"] * factor
-        spec["ramp"] = ramp
-    else:
-        raise ScenarioError(f"{path}: a CSV profile cannot be scaled by a variant; scale the "
-                            "file's values, or give the variant's profile as steps")
-    return spec
-
 
 # -- the plan: per path, one value per variant ------------------------------------------------------
 def _plan(scenario: Scenario, variants: Sequence[Mapping[str, Any]],
-          sim: Simulation) -> dict[_Path, list[Any]]:
+          sim: Simulation) -> dict[VariantPath, list[Any]]:
     """Path -> a list of N values (``None`` where a variant keeps the scenario's)."""
     n = len(variants)
-    plan: dict[_Path, list[Any]] = {}
+    plan: dict[VariantPath, list[Any]] = {}
     # path as written -> its plan's list (two spellings of one path share it): a string's
-    # hash is cached, a _Path's is computed anew each time, and there are N x paths lookups
+    # hash is cached, a VariantPath's is computed anew each time, and there are N x paths lookups
     lists: dict[str, list[Any]] = {}
     for i, variant in enumerate(variants):
         if type(variant) is not dict and not isinstance(variant, Mapping):
@@ -261,7 +108,7 @@ def _plan(scenario: Scenario, variants: Sequence[Mapping[str, Any]],
             values = lists.get(path)
             if values is None:
                 try:
-                    p = _parse_path(path, scenario, sim, f"variants[{i}]")
+                    p = parse_path(path, scenario, sim, f"variants[{i}]")
                 except ScenarioError as exc:
                     raise ScenarioError(exc.problems, scenario.source) from None
                 values = plan.get(p)
@@ -495,7 +342,7 @@ class _Drives:
         sim.drive(target, profile)
 
 
-def _schedule_events(scenario: Scenario, sim: Simulation, plan: dict[_Path, list[Any]], n: int,
+def _schedule_events(scenario: Scenario, sim: Simulation, plan: dict[VariantPath, list[Any]], n: int,
                      drives: _Drives) -> None:
     """The scenario's events, each with its values per variant, at each variant's time."""
     from pydantic import ValidationError
@@ -604,16 +451,16 @@ def build_ensemble(scenario: Scenario, variants: Sequence[Mapping[str, Any]]) ->
     n = len(variants)
     if n < 1:
         raise ScenarioError("expected at least one variant, found none", scenario.source)
-    probe = _probe(scenario)
-    _require_arrays(probe, scenario)
-    plan = _plan(scenario, variants, probe)
+    built = probe(scenario)
+    _require_arrays(built, scenario)
+    plan = _plan(scenario, variants, built)
     params: dict[str, dict[str, Any]] = {}
     for p, values in plan.items():
         if p.kind == "parameter":
             component, parameter = p.key
             base = scenario.plant[component].get(parameter) if scenario.plant and \
                 component in scenario.plant else None
-            default = base if base is not None else probe.components[component].parameter(parameter).default
+            default = base if base is not None else built.components[component].parameter(parameter).default
             params.setdefault(component, {})[parameter] = _numbers(
                 values, default, f"plant.{component}.{parameter}", scenario.source)
     plant = scenario.plant
@@ -636,19 +483,7 @@ def build_ensemble(scenario: Scenario, variants: Sequence[Mapping[str, Any]]) ->
     return sim
 
 
-def _probe(scenario: Scenario) -> Simulation:
-    """The scenario built without its events on the physics models, closed: the components,
-    parameters and inputs the variants' paths are checked against. None of those depends on
-    the models, and loading the networks would cost more than the rest of the probe (those
-    the scenario's validation loaded stay for :func:`build_ensemble`'s own build)."""
-    spec = scenario.model_copy(update={"events": [], "models": ModelsSpec(default="physics")})
-    spec._loaded_models = []  # a list of its own: model_copy shares the scenario's
-    probe = build(spec)
-    _close(probe.components.values())
-    return probe
-
-
-def _set_controllers(scenario: Scenario, sim: Simulation, plan: Mapping[_Path, list[Any]]) -> None:
+def _set_controllers(scenario: Scenario, sim: Simulation, plan: Mapping[VariantPath, list[Any]]) -> None:
     """The controllers' parameters the variants vary, one value per variant (the spec's own
     value where a variant leaves it), checked against the parameter's bounds per variant."""
     for p, values in plan.items():
@@ -706,13 +541,25 @@ def batch_thread_count() -> int:
 _BLAS_THREADS = 1
 
 
+def scalar_components(scenario: Scenario) -> list[str]:
+    """The scenario's components that step one run at a time (a Python controller, the solar
+    supply, FMUs), each as ``name (module.Class)``: an ensemble refuses them, and ``co2twin
+    sweep`` runs such a scenario's variants one by one (:mod:`co2twin.variant_runs`)."""
+    return _scalar(probe(scenario))
+
+
+def _scalar(sim: Simulation) -> list[str]:
+    return [f"{name} ({type(c).__module__}.{type(c).__name__})" for name, c in sim.components.items()
+            if not getattr(c, "supports_arrays", False)]
+
+
 def _require_arrays(sim: Simulation, scenario: Scenario) -> None:
     """Refuse components that do not step arrays of variants (a Python controller, the solar supply, FMUs)."""
-    scalar = [f"{name} ({type(c).__module__}.{type(c).__name__})" for name, c in sim.components.items()
-              if not getattr(c, "supports_arrays", False)]
+    scalar = _scalar(sim)
     if scalar:
         raise ScenarioError(f"an ensemble steps every component on arrays of variants; these do "
-                            f"not (yet): {', '.join(scalar)}. Run such scenarios one at a time",
+                            f"not (yet): {', '.join(scalar)}. Run such scenarios' variants one at a "
+                            "time (co2twin.variant_runs.run_variants; co2twin sweep does so itself)",
                             scenario.source)
 
 

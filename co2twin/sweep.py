@@ -1,5 +1,8 @@
 """Distributed sweeps: a sweep spec's variants in chunks, each chunk one ensemble, on dask.distributed.
 
+A scenario an ensemble cannot take (the solar supply, a Python controller, FMU components) runs
+each chunk's variants one at a time (:mod:`co2twin.variant_runs`) into the same tables.
+
 Layout of the output folder (nothing is written elsewhere; workers write their own chunks, so on a
 cluster the folder must be on a file system every worker sees)::
 
@@ -46,7 +49,7 @@ if TYPE_CHECKING:
 
     from .scenario_schema import Scenario
 
-__all__ = ["ChunkTask", "ChunkRunner", "SweepRun", "run_sweep", "run_chunk", "ensemble_chunk",
+__all__ = ["ChunkTask", "ChunkRunner", "SweepRun", "run_sweep", "run_chunk", "ensemble_chunk", "chunk_mode",
            "plan_chunks", "MANIFEST"]
 
 MANIFEST = "manifest.json"
@@ -68,10 +71,27 @@ ChunkRunner = Callable[..., _Result]
 
 def ensemble_chunk(scenario: Scenario, variants: Sequence[Mapping[str, Any]], *,
                    keep: Sequence[str] | None, every: int | None) -> _Result:
-    """The chunk runner of ``co2twin sweep``: the variants as one ensemble (:mod:`co2twin.ensemble`)."""
-    from .ensemble import run_ensemble
+    """The chunk runner of ``co2twin sweep``: the variants as one ensemble
+    (:mod:`co2twin.ensemble`), or, for a scenario an ensemble cannot take (the solar supply,
+    a Python controller, FMU components: :func:`chunk_mode`), one run per variant
+    (:mod:`co2twin.variant_runs`), which gives the same tables."""
+    from .ensemble import run_ensemble, scalar_components
+    from .variant_runs import run_variants
 
+    if scalar_components(scenario):
+        return run_variants(scenario, variants, keep=keep, every=every)
     return run_ensemble(scenario, variants, keep=keep, every=every)
+
+
+def chunk_mode(spec: SweepSpec) -> str:
+    """How :func:`ensemble_chunk` runs the sweep's chunks: ``"ensemble"``, or ``"one run per
+    variant: <names> step one run at a time"`` naming the components an ensemble cannot take."""
+    from .ensemble import scalar_components
+    from .scenario import parse_scenario
+
+    scenario = parse_scenario(spec.scenario_data, source=spec.source, base_dir=spec.base_dir)
+    names = [c.split(" (")[0] for c in scalar_components(scenario)]
+    return f"one run per variant: {', '.join(names)} step one run at a time" if names else "ensemble"
 
 
 @dataclass(frozen=True)
@@ -157,6 +177,7 @@ def run_chunk(task: ChunkTask, runner: ChunkRunner = ensemble_chunk) -> dict[str
     record = {"chunk": task.index, "start": task.start, "stop": task.stop, "digest": task.digest,
               "variants": len(task.variants), "signal_rows": rows,
               "seconds": round(time.perf_counter() - t0, 3), "pid": os.getpid(),
+              "mode": getattr(result, "mode", "ensemble"),
               # the worker process's peak resident memory so far (Linux: kB)
               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     with atomic_path(files["done"]) as tmp:
@@ -266,6 +287,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, scheduler: str | None = None,
     run.summary["seconds"] = round(run.seconds, 3)
     run.summary["chunks_run"] = len(run.ran)
     run.summary["chunks_resumed"] = len(run.skipped)
+    run.summary["chunk_mode"] = chunk_mode(spec)
     run.summary = json_safe(run.summary)  # strict JSON: NaN (a KPI a variant lacks) as null
     with atomic_path(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(run.summary, indent=1, allow_nan=False))

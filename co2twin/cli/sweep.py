@@ -36,14 +36,15 @@ def sweep_command(
                                          help="progress bar (default: on a terminal only)"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
-    """Run a sweep's variants in chunks (each an ensemble) on Dask; resume an interrupted one.
+    """Run a sweep's variants in chunks (each an ensemble, or one run per variant where an ensemble
+    cannot take the scenario: the solar supply) on Dask; resume an interrupted one.
 
     Each chunk writes its KPIs, balances and kept signals (Parquet) under FOLDER/kpis,
     FOLDER/balances and FOLDER/signals as it finishes; at the end the KPIs are merged into
     FOLDER/kpis.parquet, and FOLDER/summary.json gets the KPI intervals (p5/p50/p95), the worst
     balances, and the sensitivity indices and percentile-band plot the spec asks for.
     """
-    from co2twin.sweep import run_sweep
+    from co2twin.sweep import chunk_mode, run_sweep
     from co2twin.sweep_spec import load_sweep_spec
 
     show = out.is_terminal if progress is None else progress
@@ -51,8 +52,10 @@ def sweep_command(
                    console=err, disable=not show, transient=True)
     try:
         sweep = load_sweep_spec(spec)
-        err.print(f"{sweep.name}: {sweep.n_variants:,} variants in chunks of {sweep.chunk_size:,}; "
-                  f"results in {output}", markup=False, highlight=False, soft_wrap=True)
+        mode = chunk_mode(sweep)
+        each = "each one ensemble" if mode == "ensemble" else f"each {mode}"
+        err.print(f"{sweep.name}: {sweep.n_variants:,} variants in chunks of {sweep.chunk_size:,} "
+                  f"({each}); results in {output}", markup=False, highlight=False, soft_wrap=True)
         task: list[Any] = []
 
         def planned(total: int, done: int) -> None:

@@ -1,0 +1,122 @@
+"""Variants of a scenario an ensemble cannot take, run one at a time with the same results.
+
+An ensemble (:mod:`co2twin.ensemble`) steps every component on arrays of variants; the solar
+supply, a Python controller and FMU components step one run at a time, so a scenario with
+them cannot be one. Sizing the supply is still a sweep (PV peak power x battery capacity,
+over the same days): :func:`run_variants` runs each variant as the scenario it is
+(:func:`co2twin.variant_paths.apply_variant`, which also takes ``supply.<section>.<parameter>``
+here) through :func:`co2twin.scenario.run`, the single run itself, and gives the tables an
+ensemble's result gives (:class:`VariantRuns`: ``kpis()``, ``balances()``, ``flags()``,
+``frame_long()``), so ``co2twin sweep`` writes, merges and summarises them alike. Each
+variant's KPIs, balances and flags are taken from its frame as soon as it has run and only
+the kept signals stay, so a chunk holds one run's rows at a time.
+"""
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from components.plant import KEY_SIGNALS
+from cosim.errors import ScenarioError
+
+from .ensemble_result import EnsembleResult
+from .scenario import run
+from .variant_paths import apply_variant
+from .scenario_schema import Scenario
+
+__all__ = ["VariantRuns", "run_variants"]
+
+
+class VariantRuns:
+    """What :func:`run_variants` gives: per variant its KPIs, balances and flags, and the kept
+    signals in long format, in the layout of :class:`co2twin.ensemble_result.EnsembleResult`."""
+
+    #: how the variants ran (``co2twin sweep`` records it per chunk)
+    mode = "one run per variant"
+
+    def __init__(self, kpis: pd.DataFrame, balances: pd.DataFrame, flags: pd.DataFrame,
+                 long: pd.DataFrame) -> None:
+        self._kpis, self._balances, self._flags, self._long = kpis, balances, flags, long
+
+    def kpis(self) -> pd.DataFrame:
+        """One row per variant (column ``variant``): the KPIs of its run
+        (:func:`co2twin.kpi.kpis`), a per-signal KPI as ``key[signal]``."""
+        return self._kpis
+
+    def balances(self) -> pd.DataFrame:
+        """One row per variant: the worst relative residual of each balance of its run."""
+        return self._balances
+
+    def flags(self) -> pd.DataFrame:
+        """Every flag a variant's run raised, one row each (as ``EnsembleResult.flags``)."""
+        return self._flags
+
+    def frame_long(self) -> pd.DataFrame:
+        """The kept signals in long format: columns ``variant``, ``time``, then one per signal."""
+        return self._long
+
+
+def run_variants(scenario: Scenario, variants: Sequence[Mapping[str, Any]], *,
+                 keep: Sequence[str] | None = None, every: int | None = None,
+                 first_variant: int = 0) -> VariantRuns:
+    """Run each variant of ``scenario`` on its own; see the module's docstring.
+
+    ``variants``, ``keep`` (signal names or glob patterns; default the plant's key signals),
+    ``every`` (record every that many steps; default the scenario's ``record.every``: the KPIs
+    are those of a run recorded at that rate) and ``first_variant`` as for
+    :func:`co2twin.ensemble.run_ensemble`. A variant's bad path or value raises
+    :class:`ScenarioError` naming the variant before anything runs.
+    """
+    every = scenario.record.every if every is None else every
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ScenarioError(f"every: expected a whole number >= 1, found {every!r}", scenario.source)
+    if not variants:
+        raise ScenarioError("expected at least one variant, found none", scenario.source)
+    scenarios = [_variant_scenario(scenario, v, every, i) for i, v in enumerate(variants)]
+    numbers = np.arange(len(variants)) + first_variant
+    kpi_tables, balance_tables, flag_tables, longs = [], [], [], []
+    kept: list[str] | None = None
+    for number, s in zip(numbers, scenarios, strict=True):
+        frame = run(s, progress=False)
+        if kept is None:
+            kept = _kept(list(frame.columns), keep, scenario.source)
+        # the run's rows as an ensemble of one: its KPIs, balances and flags from the code an
+        # ensemble's come from, without pandas' copy of the metadata at each column it reads
+        one = EnsembleResult(frame.index.to_numpy(), list(frame.columns),
+                             [frame.attrs["units"].get(c, "") for c in frame.columns],
+                             frame.to_numpy(dtype=float)[:, :, None], kept=kept,
+                             meta=frame.attrs["scenario"], events=[], first_variant=int(number))
+        kpi_tables.append(one.kpis())
+        balance_tables.append(one.balances())
+        flag_tables.append(one.flags())
+        longs.append(one.frame_long())
+    return VariantRuns(*(pd.concat(t, ignore_index=True) for t in (
+        kpi_tables, balance_tables, flag_tables, longs)))
+
+
+def _variant_scenario(scenario: Scenario, variant: Mapping[str, Any], every: int,
+                      index: int) -> Scenario:
+    """The variant's scenario, recording every signal every ``every`` steps (the KPIs read
+    the columns the scenario records), validated as a file would be."""
+    try:
+        return apply_variant(scenario, variant, record={"signals": "all", "every": every})
+    except ScenarioError as exc:
+        raise ScenarioError([f"variant {index}: {p}" for p in exc.problems], scenario.source) from None
+
+
+def _kept(columns: list[str], patterns: Sequence[str] | None, source: str) -> list[str]:
+    """The recorded signals ``patterns`` name or match (default the plant's key signals)."""
+    if patterns is None:
+        return [c for c, _ in KEY_SIGNALS if c in columns]
+    out: list[str] = []
+    for pattern in [patterns] if isinstance(patterns, str) else patterns:
+        hits = [c for c in columns if fnmatch.fnmatchcase(c, pattern)]
+        if not hits:
+            raise ScenarioError(f"keep: {pattern!r} matches no signal; known: {', '.join(columns)}",
+                                source)
+        out += [h for h in hits if h not in out]
+    return out
