@@ -175,3 +175,25 @@ def test_a_bad_supply_value_in_a_sweep_names_the_field(tmp_path):
     text = "\n".join(info.value.problems)
     assert "sweep.grid.supply.pv.peak_power: the scenario with supply.pv.peak_power = -10 is invalid" \
         in text
+
+
+def test_a_python_controller_scenario_runs_one_run_per_variant(tmp_path):
+    """A user's controller class steps one run at a time: its variants run alone, each with its
+    own values (the plant's parameter reaches the run)."""
+    (tmp_path / "mine.py").write_text(
+        "class Fixed:\n"
+        "    def initialise(self, t0):\n"
+        "        pass\n"
+        "    def step(self, t, measurements):\n"
+        "        return {'current': 5.0}\n", encoding="utf-8")
+    data = {"name": "mine", "duration": 120, "step": 1.0,
+            "controllers": {"mine": {"type": "python", "python": "mine:Fixed", "actuators": ["current"]}}}
+    scenario = parse_scenario(data, source=str(tmp_path / "s.yaml"), base_dir=tmp_path)
+    assert [c.split(" ")[0] for c in scalar_components(scenario)] == ["mine"]
+    result = run_variants(scenario, [{"plant.reactor.area_cm2": 20.0}, {"plant.reactor.area_cm2": 40.0}])
+    table = result.kpis()
+    assert table["mean_current_A"].tolist() == pytest.approx([5.0, 5.0], rel=1e-12)
+    small, large = table["mean_cell_voltage_V"]  # the same current on twice the area: lower voltage
+    assert large < small
+    alone = _alone(scenario, {"plant.reactor.area_cm2": 40.0}, 1)[1]
+    assert table["mean_cell_voltage_V"].iloc[1] == alone["mean_cell_voltage_V"]
