@@ -175,8 +175,21 @@ def _units(spec: SweepSpec, signals: Sequence[str]) -> dict[str, str]:
 def plot_bands(bands: pd.DataFrame, path: Path, *, title: str,
                group_labels: Sequence[str] | None = None,
                units: Mapping[str, str] | None = None) -> Path:
+    """:func:`band_figure` written to ``path`` (PNG)."""
+    fig = band_figure(bands, title=title, group_labels=group_labels, units=units)
+    import matplotlib.pyplot as plt  # after band_figure has chosen the Agg backend
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def band_figure(bands: pd.DataFrame, *, title: str, group_labels: Sequence[str] | None = None,
+                units: Mapping[str, str] | None = None) -> Any:
     """One panel per signal (labelled with its unit from ``units``): the outer percentiles as
-    shaded bands, the middle one as a line; one colour per group."""
+    shaded bands, the middle one as a line; one colour per group, none used twice (a grid of
+    4 x 4 sizes has 16 groups: the default cycle of 10 would give two groups one colour)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -190,10 +203,11 @@ def plot_bands(bands: pd.DataFrame, path: Path, *, title: str,
     fig, axes = plt.subplots(len(signals), 1, figsize=(7, 2.2 * len(signals) + 0.6), sharex=True,
                              squeeze=False)
     several = len(groups) > 1
+    colours = dict(zip(groups, _group_colours(len(groups)), strict=True))
     handles: list[Any] = []
     for ax, signal in zip(axes[:, 0], signals, strict=True):
         for g in groups:
-            colour = f"C{g % 10}"
+            colour = colours[g]
             name = group_labels[g] if group_labels and len(groups) > 1 else ""
             part = bands[(bands["signal"] == signal) & (bands["group"] == g)]
             t = part["time"].to_numpy() / scale
@@ -218,10 +232,19 @@ def plot_bands(bands: pd.DataFrame, path: Path, *, title: str,
                    loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=80, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return fig
+
+
+def _group_colours(n: int) -> list[Any]:
+    """``n`` distinct colours: matplotlib's default cycle up to 10, tab20 up to 20, else
+    evenly spaced along turbo."""
+    import matplotlib
+
+    if n <= 10:
+        return [f"C{i}" for i in range(n)]
+    if n <= 20:
+        return [matplotlib.colormaps["tab20"](i) for i in range(n)]
+    return [matplotlib.colormaps["turbo"](i / (n - 1)) for i in range(n)]
 
 
 def worst_balances(out: Path) -> dict[str, Any]:

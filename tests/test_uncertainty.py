@@ -148,3 +148,21 @@ def test_co2twin_sweep_reports_a_bad_spec(tmp_path):
     assert f"{spec}: sweep.grid.inputs.current: expected a non-empty list of values, found the number 3" \
         in " ".join(result.stderr.split())
     assert not (tmp_path / "out").exists()
+
+
+def test_band_plot_gives_every_group_its_own_colour():
+    """A 4 x 4 sizing grid has 16 groups: no two may share a colour (the default cycle has 10),
+    or the legend would name two groups for one band."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+
+    from co2twin.uncertainty import band_figure
+
+    for n in (3, 16, 27):
+        rows = [{"signal": "reactor.cell_voltage", "group": g, "time": t, "p5": 1.0 + g, "p50": 2.0 + g,
+                 "p95": 3.0 + g} for g in range(n) for t in (0.0, 10.0)]
+        fig = band_figure(pd.DataFrame(rows), title="t", group_labels=[f"g{g}" for g in range(n)],
+                          units={"reactor.cell_voltage": "V"})
+        colours = [to_rgba(line.get_color()) for line in fig.axes[0].get_lines()]
+        plt.close(fig)
+        assert len(colours) == n and len(set(colours)) == n, n
