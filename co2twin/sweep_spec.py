@@ -29,7 +29,7 @@ import hashlib
 import itertools
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from collections.abc import Mapping, Sequence
@@ -37,7 +37,14 @@ from collections.abc import Mapping, Sequence
 from cosim.errors import ScenarioError
 
 __all__ = ["SweepSpec", "load_sweep_spec", "parse_sweep_spec", "set_path", "SPEC_SCHEMA", "PER_SCENARIO",
-           "DISTRIBUTIONS", "MAX_VARIANTS"]
+           "DISTRIBUTIONS", "MAX_VARIANTS", "RUN_CHUNK"]
+
+#: the default chunk of a sweep whose variants run one at a time (the solar supply:
+#: :mod:`co2twin.variant_runs`): each variant is a whole run, seconds, so small chunks let the
+#: workers share them and a retry or a resume loses little (an ensemble's chunk of 1000 would
+#: be one worker's whole sweep)
+RUN_CHUNK = 10
+
 
 #: more variants than this are refused: the client holds the plan (a few hundred bytes a variant)
 MAX_VARIANTS = 5_000_000
@@ -119,7 +126,9 @@ SPEC_SCHEMA: dict[str, Any] = {
                              "description": "a list of KPI names"},
                 },
             },
-            "chunk_size": {"type": "integer", "minimum": 1, "maximum": 10_000_000},
+            "chunk_size": {"type": "integer", "minimum": 1, "maximum": 10_000_000,
+                           "description": "variants per chunk (default 1000 for ensembles, "
+                                          f"{RUN_CHUNK} where each variant runs on its own)"},
             "retries": {"type": "integer", "minimum": 0, "maximum": 100},
             "bands": {
                 "type": "object", "additionalProperties": False,
@@ -368,7 +377,19 @@ def parse_sweep_spec(data: Any, *, source: str = "<sweep>", base_dir: str | Path
         problems += _against_scenario(spec, scenario_source)
     if problems:
         raise ScenarioError(problems, source)
+    if "chunk_size" not in sweep and _runs_one_at_a_time(spec, scenario_source):
+        spec = replace(spec, chunk_size=RUN_CHUNK)
     return spec
+
+
+def _runs_one_at_a_time(spec: SweepSpec, scenario_source: str) -> bool:
+    """Whether the sweep's chunks run their variants one at a time (an ensemble cannot take
+    the scenario: :func:`co2twin.ensemble.scalar_components`)."""
+    from .ensemble import scalar_components
+    from .scenario import parse_scenario
+
+    scenario = parse_scenario(spec.scenario_data, source=scenario_source, base_dir=spec.base_dir)
+    return bool(scalar_components(scenario))
 
 
 def _read_file(path: Path) -> Any:

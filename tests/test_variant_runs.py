@@ -197,3 +197,17 @@ def test_a_python_controller_scenario_runs_one_run_per_variant(tmp_path):
     assert large < small
     alone = _alone(scenario, {"plant.reactor.area_cm2": 40.0}, 1)[1]
     assert table["mean_cell_voltage_V"].iloc[1] == alone["mean_cell_voltage_V"]
+
+
+def test_a_sweep_run_one_at_a_time_defaults_to_small_chunks(tmp_path):
+    """Each variant is a whole run: without chunk_size, the chunks are RUN_CHUNK variants (so
+    two workers share 16), not the ensembles' 1000 (one worker's whole sweep)."""
+    from co2twin.sweep_spec import RUN_CHUNK
+
+    _, spec = _sizing_spec(tmp_path)
+    data = {"sweep": {k: v for k, v in spec.raw.items() if k != "chunk_size"}}
+    data["sweep"]["scenario"] = {**SUNNY, "duration": "2 h"}
+    assert parse_sweep_spec(data, source="s.yaml", base_dir=ROOT / "scenarios").chunk_size == RUN_CHUNK
+    plain = {"sweep": {"scenario": {"name": "p", "duration": 60, "step": 1.0},
+                       "grid": {"inputs.current": [4.0, 5.0]}}}
+    assert parse_sweep_spec(plain).chunk_size == 1000
