@@ -126,6 +126,18 @@ class Network:
         self._one: list[ChainStep] | None = None if not chain else [
             (None if w is None else np.ascontiguousarray(w.T), b, act) for _, w, b, act in steps]
 
+    def freeze(self) -> None:
+        """Make every array of the network read-only (a network shared between model sets:
+        :func:`models.runtime.load_keras` keeps the networks it has read)."""
+        arrays: list[Any] = [self.input_center, self.input_scale]
+        for _, w, b, _ in self._steps:
+            arrays += [w, b]
+        for w, b, _ in self._one or []:
+            arrays += [w, b]
+        for a in arrays:
+            if isinstance(a, np.ndarray):
+                a.flags.writeable = False
+
     def _columns_message(self, got: int) -> str:
         sized = zip(self.input_names, self.input_sizes, strict=True)
         cols = ", ".join(n if s == 1 else f"{n}[{s}]" for n, s in sized)

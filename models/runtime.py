@@ -13,6 +13,8 @@ Multi-output models return their outputs' units side by side, in
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -198,7 +200,31 @@ class _Compiler:
 
 
 def load_keras(path: str | Path) -> Network:
-    """Read a Keras 3 ``.keras`` file into a NumPy :class:`Network`; TensorFlow is never imported."""
+    """Read a Keras 3 ``.keras`` file into a NumPy :class:`Network`; TensorFlow is never imported.
+
+    A file read once is kept, by its path and a hash of its bytes (a changed file is read anew,
+    however soon after): the builds of one scenario, a Gym environment's resets and a sweep's
+    variants each loaded the same four networks from disk, ~10 ms apiece, most of a reset's
+    time. The kept network's arrays are read-only, so the model sets that share it cannot
+    change it (their banks and buffers are their own).
+    """
+    try:
+        content = Path(path).read_bytes()  # ~50-70 kB; parsing it costs ~100x the hash
+    except OSError:
+        return _read(Path(path))  # not there (or unreadable): KerasFile.read says so, naming it
+    return _kept(str(path), hashlib.blake2b(content, digest_size=16).hexdigest())
+
+
+@functools.lru_cache(maxsize=64)
+def _kept(path: str, digest: str) -> Network:
+    """:func:`_read` of ``path``, once per path and content (``digest``)."""
+    network = _read(Path(path))
+    network.freeze()
+    return network
+
+
+def _read(path: Path) -> Network:
+    """The file compiled to a :class:`Network`, or a :class:`ModelError` naming what is wrong."""
     file = KerasFile.read(path)
     where = file.where
     for layer in file.layers:
