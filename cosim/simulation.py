@@ -1,7 +1,8 @@
 """The master algorithm: SimPy processes stepping components on a fixed grid.
 
 Time in the SimPy environment is an integer count of base steps (no drift);
-``t = start + k * step`` seconds at the edges. At each step ``k`` the
+``t = start + k * step`` seconds at the edges (:mod:`cosim.time_grid` converts, exact to
+the decimals of start and step). At each step ``k`` the
 processes run in an order fixed by explicit priorities, never by creation
 order:
 
@@ -17,6 +18,11 @@ order:
 outputs are those at ``t`` and inputs may be set for the next step: this is
 what an FMU master or a control loop drives. This module is the only one that
 imports SimPy.
+
+Sensor faults (a reading that drifts, sticks or is noisy while the physics goes on with
+the true value) are :mod:`cosim.sensor_faults`'s: this module hands it the values and
+wiring they share, and calls it after stepping a component that has a sensor with a
+true value; its ``wiring`` count tells the step loop when to make its plan again.
 """
 from __future__ import annotations
 
@@ -40,6 +46,8 @@ from .events import Event, SensorFault, SetParameter
 from .graph import Connection, Graph, split_signal
 from .profiles import CONTINUOUS, Constant, Profile
 from .recorder import CHUNK_BYTES, Recorder, RowSink
+from .sensor_faults import SensorFaults
+from .time_grid import TimeGrid
 from .values import bad_text, checked_array, finite, getter, picker, writer
 
 __all__ = ["Simulation"]
@@ -70,8 +78,10 @@ class _Member:
     priority: EventPriority
     gather: list[tuple[str, int]] = field(default_factory=list)
     scatter: list[tuple[str, int]] = field(default_factory=list)
-    faults: dict[int, list] = field(default_factory=dict)
-    truth: list[tuple[int, int]] = field(default_factory=list)  # (reading, true value) slots
+    #: sensor faults (:class:`~cosim.sensor_faults.SensorFaults`): reading slot -> its
+    #: faults, and (reading, true value) slots of its outputs that have a true value
+    faults: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    truth: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -115,8 +125,9 @@ class Simulation:
         self.order = graph.order
         self.step_size = float(step)
         self.start = float(start)
+        self._grid = TimeGrid(self.start, self.step_size)
         #: step index -> seconds, exact to the decimals of start and step (no 59.980000000000004)
-        self._at = _clock(self.start, self.step_size)
+        self._at = self._grid.at
         rates = self._checked_rates(rates)
 
         # one flat list of values, addressed by slot: outputs and unconnected inputs
@@ -144,10 +155,12 @@ class Simulation:
         self._schedule: list[_Scheduled] = []
         self._applied: set[int] = set()
         self.event_log: list[tuple[float, str]] = []
-        self._true_slots: dict[int, int] = {}
-        #: counts changes of who reads which slot (a sensor fault's true value), so that the
-        #: step process makes its plan again
-        self._wiring = 0
+        #: the sensor faults and the true values behind their readings; its ``wiring``
+        #: counts rewirings to a true value, so that the step process makes its plan again
+        self._sensor_faults = SensorFaults(
+            self._values, self._slots, self._ports, self.external_inputs, self._members,
+            self.components, self.connections, self._held, self._delayed,
+        )
         self._record_signals: list[str] | None = None
         self._record_every = 1
         self._recorder: Recorder | None = None
@@ -272,28 +285,17 @@ class Simulation:
 
     def schedule(self, event: Event) -> None:
         """Add an event; its time must lie on the step grid and not in the past."""
-        k = self._grid_index(event.at, "event time")
+        k = self._grid.index(event.at, "event time")
         if self.started and k < self._k:
             raise SimulationError(f"event at {event.at:g} s is in the past (now {self.time:g} s)")
         if isinstance(event, SensorFault):
-            self._require_measured(event.target)
+            self._sensor_faults.require_measured(event.target)
         if isinstance(event, SetParameter):
             self._tunable(event.target, event.value, running=True)
         item = _Scheduled(k, len(self._schedule), event)
         self._schedule.append(item)
         if self.started:
             self._arm(item)
-
-    def _grid_index(self, t: float, what: str) -> int:
-        k = round((t - self.start) / self.step_size)
-        if abs(self.start + k * self.step_size - t) > 1e-9 * max(1.0, abs(t)):
-            raise SimulationError(
-                f"{what} {t!r} s is not on the step grid (start {self.start:g} s, "
-                f"step {self.step_size:g} s)"
-            )
-        if k < 0:
-            raise SimulationError(f"{what} {t!r} s is before the start {self.start:g} s")
-        return k
 
     # -- running ----------------------------------------------------------------------
     @property
@@ -334,14 +336,12 @@ class Simulation:
         names = self._record_signals if self._record_signals is not None else self.signals
         for item in self._schedule:
             if isinstance(item.event, SensorFault):
-                self._true_slot(item.event.target)
-        true_names = {v: k for k, v in self._slots.items()}
+                self._sensor_faults.true_slot(item.event.target)
         columns = list(names)
         indices = [self._slots[n] for n in names]
-        for slot, tslot in self._true_slots.items():
-            if true_names[slot] in names:
-                columns.append(true_names[slot] + ":true")
-                indices.append(tslot)
+        for column, tslot in self._sensor_faults.true_columns(names):
+            columns.append(column)
+            indices.append(tslot)
         self._record_indices = indices
         units = [self._units[self._slots[c.removesuffix(":true")]] for c in columns]
         recorder = self._recorder = self._recorder_factory(columns, units, every=self._record_every,
@@ -380,7 +380,7 @@ class Simulation:
         """
         if not self.started:
             self.initialize()
-        k = self._grid_index(t, "advance_to time")
+        k = self._grid.index(t, "advance_to time")
         if k < self._k:
             raise SimulationError(
                 f"cannot go back from {self.time:g} s to {t:g} s; use get_state()/set_state()"
@@ -460,7 +460,7 @@ class Simulation:
         """
         if not self.started:
             self.initialize()
-        self._grid_index(until, "end time")
+        self._grid.index(until, "end time")
         self.advance_to(until, progress=progress)
         return self.results()
 
@@ -496,10 +496,8 @@ class Simulation:
                 values[i] = out[n]
         except (KeyError, TypeError):
             raise self._bad_outputs(member, out, t) from None
-        for slot, tslot in member.truth:
-            values[tslot] = values[slot]
-        if member.faults:
-            self._apply_sensor_faults(member, t + dt)
+        # keep its sensors' true values, corrupt their readings (nothing if it has none)
+        self._sensor_faults.read(member, t + dt, self.rng)
 
     @staticmethod
     def _bad_outputs(member: _Member, out: Any, t: float) -> SimulationError:
@@ -552,6 +550,7 @@ class Simulation:
         # the finiteness check sums, taken once for both
         whole_row = self._record_indices == list(range(n_signals))
         check, prio = self._check_finite, EventPriority(_PRIO_COMPONENT)
+        faults = self._sensor_faults  # its wiring counts rewirings to a true value
         wiring, plan, delayed = -1, [], []  # the plan is made on the first step
         # even the first step waits for its priority: a process starts URGENT, which would
         # put it before the events and input changes due at the same time
@@ -559,8 +558,8 @@ class Simulation:
         k = int(env.now)
         t = at(k)
         while True:
-            if wiring != self._wiring:
-                wiring, plan, delayed = self._wiring, self._step_plan(), self._delayed
+            if wiring != faults.wiring:
+                wiring, plan, delayed = faults.wiring, self._step_plan(), self._delayed
             for member, m_every, dt, fast, args, first, end, step, gather, put in plan:
                 if m_every != 1 and k % m_every:
                     continue  # a component with every = m steps at k = 0, m, 2m, ...
@@ -729,17 +728,18 @@ class Simulation:
         def getter_now() -> Callable[[list[Any]], tuple[Any, ...]]:
             slots = [self._slot_of(s) for s in signals]
             if true:  # an output's true value; an input's as get() reads it (get_true does)
-                slots = [self._true_slots.get(i, i) if s in self._slots else i
+                true_slots = self._sensor_faults.true_slots
+                slots = [true_slots.get(i, i) if s in self._slots else i
                          for s, i in zip(signals, slots, strict=True)]
             return getter(slots)
 
-        values = self._values  # filled in place, never replaced
-        wiring, get = self._wiring, getter_now()
+        values, faults = self._values, self._sensor_faults  # filled in place, never replaced
+        wiring, get = faults.wiring, getter_now()
 
         def read() -> tuple[Any, ...]:
             nonlocal wiring, get
-            if wiring != self._wiring:
-                wiring, get = self._wiring, getter_now()
+            if wiring != faults.wiring:
+                wiring, get = faults.wiring, getter_now()
             return get(values)
         return read
 
@@ -749,7 +749,7 @@ class Simulation:
         slot = self._slots.get(signal)
         if slot is None:
             return self.get(signal)
-        return self._values[self._true_slots.get(slot, slot)]
+        return self._values[self._sensor_faults.true_slots.get(slot, slot)]
 
     def set(self, signal: str, value: float) -> None:
         """Hold unconnected input ``signal`` at ``value`` from now on."""
@@ -824,71 +824,7 @@ class Simulation:
         self, signal: str, mode: str, *, rate: float = 0.0, offset: float = 0.0, std: float = 0.0
     ) -> None:
         """Corrupt the reading of measured output ``signal`` from now on (``clear`` ends it)."""
-        slot = self._require_measured(signal)
-        member = self._members[signal.split(".", maxsplit=1)[0]]
-        true_slot = self._true_slot(signal)
-        faults = member.faults.setdefault(slot, [])
-        if mode == "clear":
-            member.faults.pop(slot, None)
-            self._values[slot] = self._values[true_slot]
-            return
-        faults.append({"mode": mode, "since": self.time, "rate": rate, "offset": offset,
-                       "std": std, "frozen": self._values[slot]})
-
-    def _require_measured(self, signal: str) -> int:
-        port = self._ports.get(signal)
-        if port is None or signal in self.external_inputs:
-            raise SimulationError(f"sensor fault: {signal!r} is not a component output")
-        if not port.measured:
-            measured = [s for s, p in self._ports.items() if p.measured and s not in self.external_inputs]
-            raise SimulationError(
-                f"sensor fault: {signal} is not a measured signal; measured: {', '.join(measured)}"
-            )
-        return self._slots[signal]
-
-    def _true_slot(self, signal: str) -> int:
-        """Give a faultable signal a slot for its true value and wire physics to it.
-
-        The signal's own slot carries the sensor reading (recorded as ``signal``,
-        seen by inputs declared ``measured``: a supply's voltage sense, a
-        controller); every other consumer is rewired to the true value, because
-        a faulty sensor changes what is seen, never the physics.
-        """
-        slot = self._slots[signal]
-        if slot in self._true_slots:
-            return self._true_slots[slot]
-        tslot = self._true_slots[slot] = len(self._values)
-        self._wiring += 1
-        self._values.append(self._values[slot])
-        self._members[split_signal(signal)[0]].truth.append((slot, tslot))
-        for conn in self.connections:
-            if self._slots[conn.source] != slot:
-                continue
-            cname, pname = split_signal(conn.target)
-            if self.components[cname].input_port(pname).measured:
-                continue
-            if conn.delayed:
-                hslot = self._held[conn]
-                self._delayed = [(tslot if d == hslot else s, d) for s, d in self._delayed]
-            else:
-                gather = self._members[cname].gather
-                gather[:] = [(n, tslot if n == pname else i) for n, i in gather]
-        return tslot
-
-    def _apply_sensor_faults(self, member: _Member, t_end: float) -> None:
-        values = self._values
-        for slot, faults in member.faults.items():
-            reading = values[slot]
-            for f in faults:
-                if f["mode"] == "freeze":
-                    reading = f["frozen"]
-                elif f["mode"] == "drift":
-                    reading = reading + f["rate"] * (t_end - f["since"])
-                elif f["mode"] == "noise":
-                    reading = reading + self.rng.normal(0.0, f["std"])
-                else:
-                    reading = reading + f["offset"]
-            values[slot] = reading
+        self._sensor_faults.fault(signal, mode, self.time, rate=rate, offset=offset, std=std)
 
     # -- checkpoints ------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
@@ -902,7 +838,7 @@ class Simulation:
             "values": list(self._values),
             "components": {n: c.get_state() for n, c in self.components.items()},
             "profiles": dict(self._profiles),
-            "faults": {n: copy.deepcopy(m.faults) for n, m in self._members.items()},
+            "faults": self._sensor_faults.get_state(),
             "applied": set(self._applied),
             "events": len(self.event_log),
             "schedule": len(self._schedule),
@@ -919,8 +855,7 @@ class Simulation:
         for n, c in self.components.items():
             c.set_state(state["components"][n])
         self._profiles = dict(state["profiles"])
-        for n, m in self._members.items():
-            m.faults = copy.deepcopy(state["faults"][n])
+        self._sensor_faults.set_state(state["faults"])
         self._applied = set(state["applied"])
         self.rng.bit_generator.state = copy.deepcopy(state["rng"])
         del self.event_log[state["events"]:]
@@ -939,25 +874,3 @@ class Simulation:
     def _require_not_started(self, what: str) -> None:
         if self.started:
             raise SimulationError(f"{what} must be called before the simulation starts")
-
-
-def _clock(start: float, step: float) -> Callable[[float], float]:
-    """Step index -> seconds, ``start + k * step`` as the float nearest its decimal value.
-
-    Start and step as written (``0.001``) are whole multiples of ``10**-n``: in integers
-    of that resolution ``t_k`` is exact, and one correctly rounded division makes it the
-    float a user reads (``59.98``, never ``59.980000000000004``). A start or step with no
-    short decimal form (``1/3``) keeps the float product. ``k`` is SimPy's clock, a whole
-    number here (typed float, as SimPy types it).
-    """
-    from decimal import Decimal
-
-    a, b = Decimal(repr(start)), Decimal(repr(step))
-    exponent = min(int(a.as_tuple().exponent), int(b.as_tuple().exponent), 0)
-    if exponent < -15:
-        return lambda k: start + k * step
-    scale = 10 ** -exponent
-    ia, ib = int(a * scale), int(b * scale)
-    if scale == 1:
-        return lambda k: float(ia + k * ib)
-    return lambda k: (ia + k * ib) / scale

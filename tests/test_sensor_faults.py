@@ -1,0 +1,41 @@
+"""Sensor faults (:mod:`cosim.sensor_faults`) rewire physics to the true value, also across
+delayed connections and when a fault is made between advances.
+
+Diagrams as in test_simulation.py: ``c: Clock(1) -(delayed)-> f: Follower(1)`` is a clock
+feeding a follower over a delayed connection. The modes themselves (bias, drift, freeze,
+noise, clear) and their recorded ``:true`` columns are proved in test_simulation.py.
+"""
+from __future__ import annotations
+
+from cosim import Connection, SensorFault, Simulation
+
+
+def _delayed_pair(tiny) -> Simulation:
+    return Simulation({"c": tiny.clock("c"), "f": tiny.follower("f")},
+                      [Connection("c.y", "f.u", delayed=True)], step=1.0)
+
+
+def test_a_delayed_consumer_gets_the_true_value(tiny):
+    """`c: Clock(1) -(delayed)-> f: Follower(1)` with `bias +10 at 1` on c.y: f follows the
+    true c.y one step late, exactly as without the fault, while the reading is biased."""
+    clean = _delayed_pair(tiny).run(5)
+    sim = _delayed_pair(tiny)
+    sim.schedule(SensorFault(1.0, "c.y", "bias", offset=10.0))
+    faulty = sim.run(5)
+    assert list(faulty["c.y"]) == [0, 1, 12, 13, 14, 15]
+    assert list(faulty["f.y"]) == list(clean["f.y"]) == [0, 0, 1, 2, 3, 4]
+
+
+def test_a_fault_made_between_advances_rewires_a_delayed_consumer_at_once(tiny):
+    """The same pair, the fault made by ``sensor_fault`` at 2 s (no true value existed
+    before): from then on f still follows the true c.y, and ``get_true`` and a true
+    ``reader`` made before the fault give it too."""
+    sim = _delayed_pair(tiny)
+    read_true = sim.reader(["c.y", "f.u"], true=True)
+    sim.advance_to(2.0)
+    sim.sensor_fault("c.y", "bias", offset=10.0)
+    sim.advance_to(5.0)
+    assert sim.get("c.y") == 15.0
+    assert sim.get_true("c.y") == 5.0
+    assert read_true() == (5.0, 5.0)  # f.u: the held true c.y, for the step from 5 s
+    assert list(sim.results()["f.y"]) == [0, 0, 1, 2, 3, 4]
