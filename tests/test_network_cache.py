@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import models.runtime as runtime
+from models import runtime
 from models.keras_file import KerasFile
 from models.selection import model_set
 
