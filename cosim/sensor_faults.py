@@ -168,6 +168,23 @@ class SensorFaults:
                     reading = reading + f["offset"]
             values[slot] = reading
 
+    def true_values(self) -> dict[str, Any]:
+        """Signal -> its true value, for each signal with a true-value slot (a checkpoint's)."""
+        names = {v: k for k, v in self._slots.items()}
+        return {names[slot]: self._values[tslot] for slot, tslot in self.true_slots.items()}
+
+    def restore_true_values(self, true_values: Mapping[str, Any]) -> None:
+        """After a checkpoint's readings are back: its true values into their slots, each made
+        (and physics rewired to it) where this simulation has none yet (a fresh build given
+        another's checkpoint); a true slot made after the checkpoint gets the reading, which
+        was the true value then (no fault acted on it)."""
+        for signal, value in true_values.items():
+            self._values[self.true_slot(signal)] = value
+        names = {v: k for k, v in self._slots.items()}
+        for slot, tslot in self.true_slots.items():
+            if names[slot] not in true_values:
+                self._values[tslot] = self._values[slot]
+
     def get_state(self) -> dict[str, Any]:
         """The faults of every component, for a checkpoint (component name -> its faults)."""
         return {n: copy.deepcopy(m.faults) for n, m in self._members.items()}

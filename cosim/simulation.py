@@ -839,6 +839,7 @@ class Simulation:
             "components": {n: c.get_state() for n, c in self.components.items()},
             "profiles": dict(self._profiles),
             "faults": self._sensor_faults.get_state(),
+            "true_values": self._sensor_faults.true_values(),
             "applied": set(self._applied),
             "events": len(self.event_log),
             "schedule": len(self._schedule),
@@ -851,7 +852,13 @@ class Simulation:
             raise SimulationError("set_state(): the simulation has not been initialised")
         import copy
 
-        self._values[:] = state["values"]
+        # the slots every build of the simulation has, then the true values by signal: a
+        # checkpoint from before a sensor fault made a true-value slot, or from a simulation
+        # that made them in another order, has its own (the list never shrinks: the slots
+        # and the rewiring to them stay)
+        base = len(self._values) - len(self._sensor_faults.true_slots)
+        self._values[:base] = state["values"][:base]
+        self._sensor_faults.restore_true_values(state["true_values"])
         for n, c in self.components.items():
             c.set_state(state["components"][n])
         self._profiles = dict(state["profiles"])
