@@ -18,7 +18,10 @@ Paths under ``models.`` (``models.directory``, ``models.default``, ``models.<var
 which surrogates the plant runs on, which one ensemble cannot vary: they may appear in ``grid``
 and ``lists`` only, each group then gets its own scenario, and no chunk spans two groups
 (:data:`PER_SCENARIO`). A grid over ``models.directory`` with networks trained on different
-seeds is the surrogates' uncertainty.
+seeds is the surrogates' uncertainty. In a scenario with the solar supply, ``supply.pv.peak_power``,
+``supply.battery.capacity`` and the like size it (:mod:`co2twin.variant_paths`); such a
+scenario's chunks run one variant at a time (:mod:`co2twin.variant_runs`), in chunks of
+:data:`RUN_CHUNK` unless ``chunk_size`` says otherwise.
 
 Every problem is reported at once, each line naming the file, the field (``sweep.grid.x``), what
 was expected and what was found.
