@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "K_SEED", "OCV_SOC", "OCV_V", "ocv", "ocv_integral", "soc_from_integral", "seed_loss",
+    "K_SEED", "OCV_SOC", "OCV_V", "ocv", "ocv_integral", "soc_from_integral", "soc_and_ocv", "seed_loss",
     "seed_capacity", "capacity_fraction", "beyond_seed_law", "lambert_w0",
 ]
 
@@ -101,6 +101,31 @@ def soc_from_integral(f: Any) -> Any:
     return xs[j] + 2.0 * r / (v + math.sqrt(v * v + 2.0 * m * r))
 
 
+def soc_and_ocv(f: float) -> tuple[float, float]:
+    """``soc_from_integral(f)`` and the :func:`ocv` of that state of charge, for a float ``f``.
+
+    The battery needs both after every step; this is the same operations as the two calls
+    (``min``/``max`` written as the comparisons they make), without their dispatch on arrays
+    and helper calls, so the results are the same bits.
+    """
+    xs, vs, slope, fk = _LIST
+    last = len(xs) - 2
+    g = float(f)
+    g = 0.0 if g < 0.0 else g  # max(g, 0.0)
+    top = fk[-1]
+    g = top if top < g else g  # min(g, top)
+    j = bisect_right(fk, g) - 1
+    j = 0 if j < 0 else last if j > last else j
+    r = g - fk[j]
+    v, m = vs[j], slope[j]
+    soc = xs[j] + 2.0 * r / (v + math.sqrt(v * v + 2.0 * m * r))
+    s = 0.0 if soc < 0.0 else soc  # as ocv() clips: max(soc, 0.0), then min(., 1.0)
+    s = 1.0 if s > 1.0 else s
+    j = bisect_right(xs, s) - 1
+    j = 0 if j < 0 else last if j > last else j
+    return soc, vs[j] + slope[j] * (s - xs[j])
+
+
 def seed_loss(temperature: Any, cycle: Any, duration: Any, k: float = K_SEED) -> Any:
     """The seed's fade ``L = 1 - exp(-k T i / t)``: ``T`` degC, ``i`` cycle, ``t`` discharge s."""
     return 1.0 - np.exp(-k * np.asarray(temperature, float) * np.asarray(cycle, float)
@@ -146,7 +171,9 @@ def lambert_w0(z: Any) -> Any:
 
 def _fade_exponent(cycle: Any, temperature: Any, c_rate: Any, k: float) -> Any:
     """``a = k T i c / 3600``, never below 0 (a cell below 0 degC does not un-age)."""
-    if all(isinstance(v, (int, float)) for v in (cycle, temperature, c_rate)):
+    number = (int, float)
+    # three checks, not all() over a generator: the battery asks this every step it discharges
+    if isinstance(cycle, number) and isinstance(temperature, number) and isinstance(c_rate, number):
         return max(k * float(temperature) * float(cycle) * float(c_rate) / 3600.0, 0.0)
     # arrays, or anything array-like (pandas columns)
     return np.maximum(k * np.asarray(temperature, float) * np.asarray(cycle, float)
