@@ -31,21 +31,23 @@ Capacity never grows back: ``C = min(C, capacity * fraction)``, the fraction hel
 [0.05, 1]. ``ageing_outside_envelope`` is 1 while the model's inputs leave its
 training envelope; ``capacity_fade = 0`` holds the capacity.
 
-Works for floats and for NumPy arrays (one element per variant).
+Works for floats and for NumPy arrays (one element per variant). On floats a step is
+:meth:`Battery._step_floats`, the same arithmetic unrolled (the engine's positional
+``step_values`` and ``step`` both take it); arrays go through the general step.
 """
 from __future__ import annotations
 
 import math
 from typing import Any
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from cosim import Component, Parameter, Port, WiringError
 from models.battery_models import AgeingModel, PhysicsAgeing
 from models.battery_physics import ocv as cell_ocv
-from models.battery_physics import ocv_integral, soc_from_integral
+from models.battery_physics import ocv_integral, soc_and_ocv, soc_from_integral
 from models.electrochemistry import SCALAR, namespace
 
-__all__ = ["Battery", "power_limits", "LIMIT_SIGNALS"]
+__all__ = ["Battery", "power_limits", "limits_floats", "LIMIT_SIGNALS"]
 
 _J_PER_KWH = 3.6e6
 #: the outputs a step's power limits are computed from (:func:`power_limits`), in its order
@@ -70,6 +72,23 @@ def power_limits(ocv: Any, resistance: Any, discharge_energy: Any, charge_energy
         i_dis = xp.minimum(i_dis, discharge_energy * _J_PER_KWH / (ocv * dt))
         i_ch = xp.minimum(i_ch, charge_energy * _J_PER_KWH / (charge_efficiency * ocv * dt))
     i_dis = xp.minimum(i_dis, ocv / (2.0 * xp.maximum(resistance, 1e-12)))
+    return ocv * i_dis - resistance * i_dis * i_dis, ocv * i_ch + resistance * i_ch * i_ch
+
+
+def limits_floats(ocv: float, resistance: float, discharge_energy: float, charge_energy: float,
+                  max_discharge_current: float, max_charge_current: float, charge_efficiency: float,
+                  dt: float) -> tuple[float, float]:
+    """:func:`power_limits` on floats, the battery's and the energy manager's every step: the
+    same operations, ``min(a, b)`` written ``b if b < a else a`` (what it returns), so the
+    same bits without its dispatch on arrays and the builtins' calls."""
+    i_dis, i_ch = max_discharge_current, max_charge_current
+    if dt > 0.0:
+        bound = discharge_energy * _J_PER_KWH / (ocv * dt)
+        i_dis = bound if bound < i_dis else i_dis
+        bound = charge_energy * _J_PER_KWH / (charge_efficiency * ocv * dt)
+        i_ch = bound if bound < i_ch else i_ch
+    bound = ocv / (2.0 * (1e-12 if resistance < 1e-12 else resistance))
+    i_dis = bound if bound < i_dis else i_dis
     return ocv * i_dis - resistance * i_dis * i_dis, ocv * i_ch + resistance * i_ch * i_ch
 
 
@@ -201,13 +220,111 @@ class Battery(Component):
         self._energy = self._joules(self._capacity, p.initial_soc)
         self._temperature = p.initial_temperature
         self._in = self._out = self._losses = self._fade = 0.0
-        self._last: dict[str, Any] = {"power": 0.0, "current": 0.0, "voltage": None, "residual": 0.0,
-                                      "clipped": 0.0}
+        # the last step's power, current, voltage (None: no step yet), residual, clipped flag
+        self._last: tuple[Any, ...] = (0.0, 0.0, None, 0.0, 0.0)
 
     def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        request, ambient = _INPUTS_OF(inputs)
+        if namespace(request, ambient, self._energy, self._capacity, self._temperature) is SCALAR:
+            return dict(zip(_OUTPUT_NAMES, self._step_floats(dt, request, ambient), strict=True))
+        return self._step_general(t, dt, inputs)
+
+    def step_values(self, t: float, dt: float, values: tuple[Any, ...]) -> Sequence[Any]:
+        """:meth:`step` with positional inputs and outputs, the engine's path: on floats the
+        float step's tuple itself (what :meth:`step` puts in its dict), else :meth:`step`."""
+        request, ambient = values
+        if namespace(request, ambient, self._energy, self._capacity, self._temperature) is SCALAR:
+            return self._step_floats(dt, request, ambient)
+        return super().step_values(t, dt, values)
+
+    def _step_general(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The step in the namespace of its values: arrays of variants, the reference of floats."""
         if dt > 0.0:
             self._advance(dt, inputs)
         return self._outputs()
+
+    def _step_floats(self, dt: float, request: float, ambient: float) -> tuple[Any, ...]:
+        """:meth:`_advance` then :meth:`_outputs` on floats, unrolled: the same operations in the
+        same order (``max(x, 0.0)`` written ``0.0 if x < 0.0 else x``, what it returns), the
+        state of charge, OCV and resistance of the new state computed once and kept for the
+        next step's limits (``_now``, as :meth:`_state_now` keeps them). Outputs in the order
+        of :attr:`outputs`."""
+        p = self.p
+        energy, capacity, temperature = self._energy, self._capacity, self._temperature
+        now = self._now
+        if now and now[0] is energy and now[1] is capacity and now[2] is temperature:
+            soc, ocv, r = now[3], now[4], now[5]
+        else:
+            soc, ocv, r = self._state_floats(energy, capacity, temperature)
+        f_min, f_max = self._f_window
+        if dt > 0.0:
+            eta = p.charge_efficiency
+            scale = capacity * 3600.0 * p.cells_series
+            above, room = energy - scale * f_min, scale * f_max - energy
+            p_dis, p_ch = limits_floats(ocv, r, (0.0 if above < 0.0 else above) / 3.6e6,
+                                        (0.0 if room < 0.0 else room) / 3.6e6, p.max_discharge_current,
+                                        p.max_charge_current, eta, dt)
+            low = -p_ch
+            power = low if low > request else request  # max(request, -p_ch)
+            power = p_dis if p_dis < power else power  # min(., p_dis)
+            clipped = 1.0 if power != request else 0.0
+            out = 0.0 if power < 0.0 else power
+            into = -power
+            into = 0.0 if into < 0.0 else into
+            square = ocv * ocv - 4.0 * r * out
+            i_out = 2.0 * out / (ocv + math.sqrt(0.0 if square < 0.0 else square))
+            i_in = 2.0 * into / (ocv + math.sqrt(ocv * ocv + 4.0 * r * into))
+            joule = r * (i_out * i_out + i_in * i_in) * dt
+            side = (1.0 - eta) * (into * dt - r * i_in * i_in * dt)
+            e_in, e_out = into * dt, out * dt
+            after = energy + e_in - e_out - joule - side
+            heat = (joule + side) / dt
+            settle = ambient + heat / p.heat_transfer
+            decay = math.exp(-dt * p.heat_transfer / p.heat_capacity)
+            self._temperature = temperature = settle + (temperature - settle) * decay
+            new_capacity, fade = self._age(i_out, dt, capacity, after, SCALAR)  # reads _temperature
+            kept = after - fade
+            self._in = self._in + e_in
+            self._out = self._out + e_out
+            self._losses = self._losses + (joule + side)
+            self._fade = self._fade + fade
+            residual = (kept - energy) - (e_in - e_out - joule - side - fade)
+            current = i_out - i_in
+            self._last = last = (power, current, ocv - r * (i_out - i_in) if i_out + i_in > 0.0 else ocv,
+                                 residual, clipped)
+            self._energy = energy = kept
+            self._capacity = capacity = new_capacity
+            soc, ocv, r = self._state_floats(energy, capacity, temperature)
+        else:
+            last = self._last
+        power, current, voltage, residual, clipped = last
+        scale = capacity * 3600.0 * p.cells_series
+        above, room = energy - scale * f_min, scale * f_max - energy
+        per_kwh = _J_PER_KWH
+        return (  # in the order of the outputs (_OUTPUT_NAMES)
+            power, current, ocv if voltage is None else voltage, ocv, soc, temperature, capacity,
+            capacity / p.capacity,  # state_of_health
+            r,
+            energy / per_kwh, self._in / per_kwh, self._out / per_kwh, self._losses / per_kwh,
+            self._fade / per_kwh, residual / per_kwh,
+            p.initial_cycles + self._discharged / p.capacity,  # equivalent_cycles
+            (0.0 if above < 0.0 else above) / per_kwh,  # discharge_energy
+            (0.0 if room < 0.0 else room) / per_kwh,  # charge_energy
+            p.max_discharge_current, p.max_charge_current, p.charge_efficiency,
+            1.0 if self._outside else 0.0,
+            clipped,
+        )
+
+    def _state_floats(self, energy: float, capacity: float, temperature: float) -> tuple[float, ...]:
+        """:meth:`_state_now` on floats, computed and kept: the same operations as :meth:`_soc`,
+        ``cells_series * ocv`` and :meth:`_resistance`."""
+        p = self.p
+        soc, cell = soc_and_ocv(energy / (capacity * 3600.0 * p.cells_series))
+        ocv = p.cells_series * cell
+        r = (p.resistance * math.exp(-p.resistance_temperature_coefficient * (temperature - 25.0))
+             * (1.0 + p.resistance_growth * (1.0 - capacity / p.capacity)))
+        self._now = (energy, capacity, temperature, soc, ocv, r)
+        return soc, ocv, r
 
     def _advance(self, dt: float, inputs: Mapping[str, Any]) -> None:
         p = self.p
@@ -244,8 +361,8 @@ class Battery(Component):
         self._losses += joule + side
         self._fade += fade
         residual = (kept - energy) - (e_in - e_out - joule - side - fade)
-        self._last = {"power": power, "current": i_out - i_in, "residual": residual, "clipped": clipped,
-                      "voltage": xp.where(i_out + i_in > 0.0, ocv - r * (i_out - i_in), ocv)}
+        self._last = (power, i_out - i_in, xp.where(i_out + i_in > 0.0, ocv - r * (i_out - i_in), ocv),
+                      residual, clipped)
 
     def _age(self, i_out: Any, dt: float, capacity: Any, energy: Any, xp: Any) -> tuple[Any, Any]:
         """The capacity after a step that discharged ``i_out`` A, and the stored energy it took along."""
@@ -275,32 +392,44 @@ class Battery(Component):
         xp = namespace(energy, capacity)
         soc, ocv, r = self._state_now()
         e_min, e_max = self._bounds(capacity)
-        last = self._last
-        voltage = ocv if last["voltage"] is None else last["voltage"]
+        power, current, voltage, residual, clipped = self._last
         return {
-            "power": last["power"], "current": last["current"], "voltage": voltage, "ocv": ocv,
+            "power": power, "current": current, "voltage": ocv if voltage is None else voltage, "ocv": ocv,
             "soc": soc, "temperature": self._temperature, "capacity": capacity,
             "state_of_health": capacity / p.capacity,
             "resistance": r,
             "stored_energy": energy / _J_PER_KWH, "energy_in": self._in / _J_PER_KWH,
             "energy_out": self._out / _J_PER_KWH, "losses": self._losses / _J_PER_KWH,
-            "fade_energy": self._fade / _J_PER_KWH, "balance_residual": last["residual"] / _J_PER_KWH,
+            "fade_energy": self._fade / _J_PER_KWH, "balance_residual": residual / _J_PER_KWH,
             "equivalent_cycles": p.initial_cycles + self._discharged / p.capacity,
             "discharge_energy": xp.maximum(energy - e_min, 0.0) / _J_PER_KWH,
             "charge_energy": xp.maximum(e_max - energy, 0.0) / _J_PER_KWH,
             "max_discharge_current": p.max_discharge_current, "max_charge_current": p.max_charge_current,
             "charge_efficiency": p.charge_efficiency,
             "ageing_outside_envelope": xp.where(self._outside, 1.0, 0.0),
-            "request_clipped": last["clipped"],
+            "request_clipped": clipped,
         }
 
     def get_state(self) -> dict[str, Any]:
         state = super().get_state()
-        state["_last"] = dict(self._last)
+        state["_last"] = dict(zip(_LAST, self._last, strict=True))
         return state
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         super().set_state(state)
-        self._last = dict(state["_last"])
+        self._last = tuple(state["_last"][name] for name in _LAST)
         self._now = ()
+
+
+#: what a checkpoint keeps of the last step (``Battery._last``, in its order)
+_LAST = ("power", "current", "voltage", "residual", "clipped")
+#: the inputs and outputs in the order of the ports, as :meth:`Battery._step_floats` takes and
+#: returns them (its tuple is written in this order: a change of the ports must change it)
+_INPUT_NAMES = ("power_request", "ambient_temperature")
+_OUTPUT_NAMES = ("power", "current", "voltage", "ocv", "soc", "temperature", "capacity", "state_of_health",
+                 "resistance", "stored_energy", "energy_in", "energy_out", "losses", "fade_energy",
+                 "balance_residual", "equivalent_cycles", "discharge_energy", "charge_energy",
+                 "max_discharge_current", "max_charge_current", "charge_efficiency",
+                 "ageing_outside_envelope", "request_clipped")
+_INPUTS_OF = Battery.positional(_INPUT_NAMES, _OUTPUT_NAMES)
 

@@ -40,18 +40,20 @@ accumulated (kWh), with the grid's cost. ``balance_residual`` is the step's sour
 battery discharge, grid import, unserved) minus its sinks (load, battery charge, export,
 curtailed PV): rounding only.
 
-Both work for floats and NumPy arrays.
+Both work for floats and NumPy arrays. On floats their steps are ``_step_floats``, the same
+arithmetic unrolled (the engine's positional ``step_values`` and ``step`` both take it);
+arrays go through the general steps.
 """
 from __future__ import annotations
 
 import math
 from typing import Any
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from cosim import Component, Parameter, Port
-from models.electrochemistry import namespace
+from models.electrochemistry import SCALAR, namespace
 
-from .battery import LIMIT_SIGNALS, power_limits
+from .battery import LIMIT_SIGNALS, limits_floats, power_limits
 
 __all__ = ["EnergyManager", "DCBus", "FLOWS"]
 
@@ -113,6 +115,54 @@ class EnergyManager(Component):
         self._running: Any = True
 
     def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        values = _EMS_INPUTS_OF(inputs)
+        if namespace(*values, self._running) is SCALAR:
+            return dict(zip(_EMS_OUTPUTS, self._step_floats(dt, values), strict=True))
+        return self._step_general(t, dt, inputs)
+
+    def step_values(self, t: float, dt: float, values: tuple[Any, ...]) -> Sequence[Any]:
+        """:meth:`step` with positional inputs and outputs, the engine's path: on floats the
+        float step's tuple itself (what :meth:`step` puts in its dict), else :meth:`step`."""
+        if namespace(*values, self._running) is SCALAR:
+            return self._step_floats(dt, values)
+        return super().step_values(t, dt, values)
+
+    def _step_floats(self, dt: float, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        """:meth:`_step_general` on floats: the same operations in the same order (``min(a, b)``
+        written ``b if b < a else a``, what it returns; ``where`` an ``if``). Inputs and
+        outputs in the order of the ports."""
+        p = self.p
+        (request, cell_voltage, pv, price, ocv, resistance, discharge_energy, charge_energy,
+         max_discharge, max_charge, efficiency) = values
+        discharge, charge = limits_floats(ocv, resistance, discharge_energy, charge_energy, max_discharge,
+                                          max_charge, efficiency, dt)
+        grid_ok = price <= p.import_price_limit
+        grid = p.grid_limit if grid_ok else 0.0
+        grid_charge = (charge if charge < grid else grid) if grid_ok and price <= p.grid_charge_price \
+            else 0.0
+        sustained = discharge_energy * 3.6e6 / p.hold_time
+        sustained = sustained if sustained < discharge else discharge
+        available = pv + sustained + grid
+        voltage = cell_voltage * (1.0 + p.voltage_margin)
+        low = p.min_cell_voltage
+        voltage = low if low > voltage else voltage
+        limit = available * p.converter_efficiency / (1e-9 if voltage < 1e-9 else voltage)
+        setpoint = limit if limit < request else request
+        if self._running:
+            floor = p.min_current
+        else:
+            floor, restart = p.min_current, p.restart_current
+            floor = restart if restart > floor else floor
+        if setpoint < request and setpoint < floor:
+            setpoint = 0.0
+        if dt > 0.0:
+            self._running = setpoint > 0.0
+        return (setpoint, limit, 1.0 if setpoint < request else 0.0, available, grid,
+                1.0 if grid_ok and price <= p.grid_first_price else 0.0, grid_charge, discharge, charge,
+                price)
+
+    def _step_general(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The step in the namespace of its inputs: arrays of variants, the reference of floats."""
         p = self.p
         price = inputs["price"]
         xp = namespace(price, inputs["pv_power"], inputs["current_request"], inputs["battery_ocv"])
@@ -185,6 +235,84 @@ class DCBus(Component):
         self._cost: Any = 0.0
 
     def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        values = _BUS_INPUTS_OF(inputs)
+        if namespace(*values, self._cost) is SCALAR:
+            return dict(zip(_BUS_OUTPUTS, self._step_floats(dt, values), strict=True))
+        return self._step_general(t, dt, inputs)
+
+    def step_values(self, t: float, dt: float, values: tuple[Any, ...]) -> Sequence[Any]:
+        """:meth:`step` with positional inputs and outputs, the engine's path: on floats the
+        float step's tuple itself (what :meth:`step` puts in its dict), else :meth:`step`."""
+        if namespace(*values, self._cost) is SCALAR:
+            return self._step_floats(dt, values)
+        return super().step_values(t, dt, values)
+
+    def _step_floats(self, dt: float, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        """:meth:`dispatch` and :meth:`_step_general` on floats, in one: the same operations in
+        the same order (``min(a, b)`` written ``b if b < a else a``, what it returns; ``where``
+        an ``if``), the totals kept in the same dict. Inputs and outputs in the order of the
+        ports."""
+        p = self.p
+        pv, load_power, price, grid, grid_first, grid_charge, discharge, room = values
+        # dispatch
+        load = load_power / p.converter_efficiency
+        pv_to_load = load if load < pv else pv
+        deficit = load - pv_to_load
+        surplus = pv - pv_to_load
+        first = grid_first > 0.5
+        grid_early = (grid if grid < deficit else deficit) if first else 0.0
+        battery_to_load = deficit - grid_early
+        battery_to_load = discharge if discharge < battery_to_load else battery_to_load
+        if first:
+            grid_to_load = grid_early + 0.0
+        else:
+            rest = deficit - battery_to_load
+            grid_to_load = grid_early + (grid if grid < rest else rest)
+        unserved = deficit - battery_to_load - grid_to_load
+        unserved = 0.0 if unserved < 0.0 else unserved
+        pv_to_battery = room if room < surplus else surplus
+        headroom, spare = room - pv_to_battery, grid - grid_to_load
+        headroom = spare if spare < headroom else headroom
+        if battery_to_load > 0.0:
+            grid_to_battery = 0.0
+        else:
+            grid_to_battery = headroom if headroom < grid_charge else grid_charge
+            grid_to_battery = 0.0 if grid_to_battery < 0.0 else grid_to_battery
+        rest = surplus - pv_to_battery
+        export_limit = p.export_limit
+        pv_export = export_limit if export_limit < rest else rest
+        pv_curtailed = rest - pv_export
+        # the step
+        grid_import = grid_to_load + grid_to_battery
+        sources = pv + battery_to_load + grid_import + unserved
+        sinks = load + pv_to_battery + grid_to_battery + pv_export + pv_curtailed
+        totals = self._totals
+        totals["pv"] = pv_energy = totals["pv"] + pv * dt / _KWH
+        totals["load"] = load_energy = totals["load"] + load * dt / _KWH
+        totals["pv_to_load"] = e_pv_to_load = totals["pv_to_load"] + pv_to_load * dt / _KWH
+        totals["pv_to_battery"] = e_pv_to_battery = totals["pv_to_battery"] + pv_to_battery * dt / _KWH
+        totals["pv_export"] = e_pv_export = totals["pv_export"] + pv_export * dt / _KWH
+        totals["pv_curtailed"] = e_pv_curtailed = totals["pv_curtailed"] + pv_curtailed * dt / _KWH
+        totals["battery_to_load"] = e_battery_to_load = (totals["battery_to_load"]
+                                                         + battery_to_load * dt / _KWH)
+        totals["grid_to_load"] = e_grid_to_load = totals["grid_to_load"] + grid_to_load * dt / _KWH
+        totals["grid_to_battery"] = e_grid_to_battery = (totals["grid_to_battery"]
+                                                         + grid_to_battery * dt / _KWH)
+        totals["unserved"] = e_unserved = totals["unserved"] + unserved * dt / _KWH
+        totals["grid"] = grid_energy = totals["grid"] + grid_import * dt / _KWH
+        self._cost = cost = self._cost + (grid_import * price - pv_export * p.export_price) * dt / _KWH
+        return (  # in the order of the outputs (_BUS_OUTPUTS)
+            load, load_power * (1.0 / p.converter_efficiency - 1.0),  # converter_loss
+            pv_to_load, pv_to_battery, pv_export, pv_curtailed, battery_to_load, grid_to_load,
+            grid_to_battery, unserved,
+            battery_to_load - pv_to_battery - grid_to_battery,  # battery_power
+            grid_import, 1.0 if unserved > 0.0 else 0.0, sources - sinks,
+            pv_energy, load_energy, e_pv_to_load, e_pv_to_battery, e_pv_export, e_pv_curtailed,
+            e_battery_to_load, e_grid_to_load, e_grid_to_battery, e_unserved, grid_energy, cost,
+        )
+
+    def _step_general(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The step in the namespace of its inputs: arrays of variants, the reference of floats."""
         flows = self.dispatch(inputs)
         pv, load = inputs["pv_power"], flows["load"]
         grid = flows["grid_to_load"] + flows["grid_to_battery"]
@@ -233,3 +361,23 @@ class DCBus(Component):
                 "pv_export": pv_export, "pv_curtailed": rest - pv_export,
                 "battery_to_load": battery_to_load, "grid_to_load": grid_to_load,
                 "grid_to_battery": grid_to_battery, "unserved": unserved}
+
+
+#: the managers' and the bus's inputs and outputs in the order of the ports, as their
+#: ``_step_floats`` take and return them (written in this order: a change of the ports must
+#: change them)
+_EMS_INPUTS = ("current_request", "cell_voltage", "pv_power", "price", "battery_ocv", "battery_resistance",
+               "battery_discharge_energy", "battery_charge_energy", "battery_max_discharge_current",
+               "battery_max_charge_current", "battery_charge_efficiency")
+_EMS_OUTPUTS = ("current_setpoint", "current_limit", "curtailed", "available_power", "grid_allowance",
+                "grid_first", "grid_charge", "battery_discharge_limit", "battery_charge_limit", "price")
+_EMS_INPUTS_OF = EnergyManager.positional(_EMS_INPUTS, _EMS_OUTPUTS)
+_BUS_INPUTS = ("pv_power", "load_power", "price", "grid_allowance", "grid_first", "grid_charge",
+               "battery_discharge_limit", "battery_charge_limit")
+_BUS_OUTPUTS = ("load", "converter_loss", "pv_to_load", "pv_to_battery", "pv_export", "pv_curtailed",
+                "battery_to_load", "grid_to_load", "grid_to_battery", "unserved", "battery_power",
+                "grid_import", "shortfall", "balance_residual", "pv_energy", "load_energy",
+                "pv_to_load_energy", "pv_to_battery_energy", "pv_export_energy", "pv_curtailed_energy",
+                "battery_to_load_energy", "grid_to_load_energy", "grid_to_battery_energy",
+                "unserved_energy", "grid_energy", "cost")
+_BUS_INPUTS_OF = DCBus.positional(_BUS_INPUTS, _BUS_OUTPUTS)

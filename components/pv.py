@@ -17,20 +17,24 @@ step's mean to second order even on coarse steps.
 The array: cell temperature ``T_ambient + (noct - 20) / 800 * G`` (the NOCT model),
 ``P = peak_power * G / 1000 * (1 + temperature_coefficient * (T_cell - 25)) * system_efficiency``
 (MPPT converter, wiring and soiling in ``system_efficiency``), never below zero.
-Works for floats and NumPy arrays (inputs per variant).
+Works for floats and NumPy arrays (inputs per variant). On floats a step is
+:meth:`PVArray._step_floats` (the engine's positional ``step_values`` and ``step`` both take
+it), with the sun's geometry that holds for a day (:func:`_geometry`) computed once per day.
 """
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from cosim import Component, Parameter, Port
-from models.electrochemistry import namespace
+from models.electrochemistry import SCALAR, namespace
 
 __all__ = ["PVArray", "clear_sky"]
 
 _RAD = math.pi / 180.0
+_HOUR_ANGLE = 15.0 * _RAD  # rad per hour from noon
 
 
 def clear_sky(t: float, latitude: float, day_of_year: float, tilt: float, azimuth: float,
@@ -41,14 +45,37 @@ def clear_sky(t: float, latitude: float, day_of_year: float, tilt: float, azimut
     from midnight of ``day_of_year``.
     """
     day = day_of_year + math.floor(t / 86400.0)
-    hour = (t % 86400.0) / 3600.0
+    return _sky(t, _geometry(day, latitude, tilt, azimuth), albedo)
+
+
+@lru_cache(maxsize=16)
+def _geometry(day: float, latitude: float, tilt: float, azimuth: float) -> tuple[float, ...]:
+    """What :func:`_sky` needs that holds over a day: the terms of the sun's position that do
+    not depend on the hour (declination ``decl``, latitude ``phi``) and the plane's sines and
+    cosines (tilt ``beta``, azimuth ``gamma``), each the product :func:`_sky`'s formulas form
+    first, so the results are those of the formulas written out."""
     decl = 23.45 * _RAD * math.sin(2.0 * math.pi * (284.0 + day) / 365.0)
-    omega = 15.0 * _RAD * (hour - 12.0)
     phi = latitude * _RAD
-    up = math.sin(phi) * math.sin(decl) + math.cos(phi) * math.cos(decl) * math.cos(omega)
-    east = -math.cos(decl) * math.sin(omega)
-    north = math.cos(phi) * math.sin(decl) - math.sin(phi) * math.cos(decl) * math.cos(omega)
-    elevation = math.asin(max(-1.0, min(1.0, up))) / _RAD
+    beta, gamma = tilt * _RAD, azimuth * _RAD
+    return (math.sin(phi) * math.sin(decl), math.cos(phi) * math.cos(decl), -math.cos(decl),
+            math.cos(phi) * math.sin(decl), math.sin(phi) * math.cos(decl),
+            math.sin(beta), math.sin(gamma), math.cos(gamma), math.cos(beta),
+            1.0 + math.cos(beta), 1.0 - math.cos(beta))
+
+
+def _sky(t: float, geometry: tuple[float, ...], albedo: float) -> tuple[float, float]:
+    """:func:`clear_sky` at ``t`` with the day's :func:`_geometry` (``min``/``max`` written as the
+    comparisons they make)."""
+    (sin_phi_sin_decl, cos_phi_cos_decl, minus_cos_decl, cos_phi_sin_decl, sin_phi_cos_decl,
+     sin_beta, sin_gamma, cos_gamma, cos_beta, one_plus_cos_beta, one_minus_cos_beta) = geometry
+    hour = (t % 86400.0) / 3600.0
+    omega = _HOUR_ANGLE * (hour - 12.0)
+    cos_omega = math.cos(omega)
+    up = sin_phi_sin_decl + cos_phi_cos_decl * cos_omega
+    east = minus_cos_decl * math.sin(omega)
+    north = cos_phi_sin_decl - sin_phi_cos_decl * cos_omega
+    clipped = up if up < 1.0 else 1.0  # max(-1.0, min(1.0, up))
+    elevation = math.asin(clipped if clipped > -1.0 else -1.0) / _RAD
     if up <= 0.0:
         return 0.0, elevation
     zenith = 90.0 - elevation
@@ -56,11 +83,9 @@ def clear_sky(t: float, latitude: float, day_of_year: float, tilt: float, azimut
     dni = 1353.0 * 0.7 ** (air_mass**0.678)
     dhi = 0.1 * dni
     ghi = dni * up + dhi
-    beta, gamma = tilt * _RAD, azimuth * _RAD
-    incidence = (east * math.sin(beta) * math.sin(gamma) + north * math.sin(beta) * math.cos(gamma)
-                 + up * math.cos(beta))
-    poa = (dni * max(incidence, 0.0) + dhi * (1.0 + math.cos(beta)) / 2.0
-           + ghi * albedo * (1.0 - math.cos(beta)) / 2.0)
+    incidence = east * sin_beta * sin_gamma + north * sin_beta * cos_gamma + up * cos_beta
+    poa = (dni * (0.0 if incidence < 0.0 else incidence) + dhi * one_plus_cos_beta / 2.0
+           + ghi * albedo * one_minus_cos_beta / 2.0)
     return poa, elevation
 
 
@@ -100,8 +125,45 @@ class PVArray(Component):
 
     def initialize(self, t0: float) -> None:
         self._energy = 0.0
+        # (day, latitude, tilt, azimuth) and its _geometry, for the float step
+        self._day: tuple[Any, ...] = ((), ())
 
     def step(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        values = _INPUTS_OF(inputs)
+        if namespace(*values, self._energy) is SCALAR:
+            return dict(zip(_OUTPUT_NAMES, self._step_floats(t, dt, values), strict=True))
+        return self._step_general(t, dt, inputs)
+
+    def step_values(self, t: float, dt: float, values: tuple[Any, ...]) -> Sequence[Any]:
+        """:meth:`step` with positional inputs and outputs, the engine's path: on floats the
+        float step's tuple itself (what :meth:`step` puts in its dict), else :meth:`step`."""
+        if namespace(*values, self._energy) is SCALAR:
+            return self._step_floats(t, dt, values)
+        return super().step_values(t, dt, values)
+
+    def _step_floats(self, t: float, dt: float, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        """:meth:`_step_general` on floats: the same operations in the same order (``max(x, 0.0)``
+        written ``0.0 if x < 0.0 else x``, what it returns), the day's geometry kept while the
+        day and the plane stay. Inputs and outputs in the order of the ports."""
+        irradiance, clearness, ambient = values
+        p = self.p
+        mid = t + 0.5 * dt
+        key = (p.day_of_year + math.floor(mid / 86400.0), p.latitude, p.tilt, p.azimuth)
+        day = self._day
+        if day[0] != key:
+            self._day = day = (key, _geometry(*key))
+        poa, elevation = _sky(mid, day[1], p.albedo)
+        poa = poa * clearness if p.clear_sky >= 0.5 else irradiance
+        poa = 0.0 if poa < 0.0 else poa
+        cell = ambient + (p.noct - 20.0) / 800.0 * poa
+        power = p.peak_power * poa / 1000.0 * (1.0 + p.temperature_coefficient * (cell - 25.0)) \
+            * p.system_efficiency
+        power = 0.0 if power < 0.0 else power
+        self._energy = energy = self._energy + power * dt / 3.6e6
+        return (poa, elevation, cell, power, energy)
+
+    def _step_general(self, t: float, dt: float, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The step in the namespace of its inputs: arrays of variants, the reference of floats."""
         p = self.p
         poa_cs, elevation = clear_sky(t + 0.5 * dt, p.latitude, p.day_of_year, p.tilt, p.azimuth, p.albedo)
         poa = poa_cs * inputs["clearness"] if p.clear_sky >= 0.5 else inputs["irradiance"]
@@ -113,3 +175,10 @@ class PVArray(Component):
         self._energy = self._energy + power * dt / 3.6e6
         return {"poa_irradiance": poa, "sun_elevation": elevation, "cell_temperature": cell,
                 "power": power, "energy": self._energy}
+
+
+#: the inputs and outputs in the order of the ports, as :meth:`PVArray._step_floats` takes and
+#: returns them (its tuple is written in this order: a change of the ports must change it)
+_INPUT_NAMES = ("irradiance", "clearness", "ambient_temperature")
+_OUTPUT_NAMES = ("poa_irradiance", "sun_elevation", "cell_temperature", "power", "energy")
+_INPUTS_OF = PVArray.positional(_INPUT_NAMES, _OUTPUT_NAMES)
