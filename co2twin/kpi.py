@@ -25,7 +25,8 @@ from components.dc_bus import FLOWS
 from .supply import SUPPLY_FLAGS, SUPPLY_KPI_UNITS, supply_balances, supply_kpis
 
 __all__ = ["kpis", "balances", "checks", "skipped_checks", "flags", "describe_flag", "KPI_UNITS",
-           "LOOP_KPI_UNITS", "loop_kpis", "BALANCES", "SUPPLY_BALANCES", "limit_rows", "not_evaluated"]
+           "LOOP_KPI_UNITS", "loop_kpis", "BALANCES", "SUPPLY_BALANCES", "limit_rows", "not_evaluated",
+           "FLAG_TIME_KPIS"]
 
 KPI_UNITS = {
     "duration_h": "h",
@@ -49,6 +50,11 @@ KPI_UNITS = {
     "time_supply_limited_s": "s",
     **SUPPLY_KPI_UNITS,
 }
+
+#: the KPIs that say how long a run left what the twin vouches for (limits, actuator ranges,
+#: bounds, model envelopes, the supply): a sweep keeps them whatever KPIs it is asked to keep
+FLAG_TIME_KPIS = ("time_outside_limits_s", "time_limits_not_evaluated_s", "time_saturated_s",
+                  "time_estimate_bounded_s", "time_outside_envelope_s", "time_supply_limited_s")
 
 #: the per-controller KPIs of :func:`loop_kpis` (mappings controller -> value), in the units of
 #: each controller's own signals

@@ -210,9 +210,14 @@ def _chunk_kpis(task: ChunkTask, frame: pd.DataFrame) -> pd.DataFrame:
     """The runner's KPI table with the sweep's variant number, group and varied values in front."""
     import pandas as pd
 
+    from .kpi import FLAG_TIME_KPIS
+
     frame = _in_order(task, frame, "KPIs")
+    # the flag times (and each controller's time at a limit) stay whatever the spec keeps: a
+    # sweep must not hide that variants left a model's envelope, saturated or broke a limit
+    asked = None if task.kpis is None else {*task.kpis, *FLAG_TIME_KPIS, "loop_saturated_s"}
     scalar = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
-              and (task.kpis is None or c in task.kpis or c.split("[")[0] in task.kpis)]
+              and (asked is None or c in asked or c.split("[")[0] in asked)]
     front = pd.DataFrame({"variant": range(task.start, task.stop), "group": task.groups})
     values = pd.DataFrame(task.values or task.variants).add_prefix("set:")
     for column in values.columns:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .sweep_spec import SweepSpec
 
 __all__ = ["summarise", "kpi_intervals", "kpi_units", "sensitivity", "percentile_bands", "plot_bands",
-           "worst_balances"]
+           "worst_balances", "band_figure", "flag_counts"]
 
 #: columns of a sweep's KPI table that are not KPIs
 _NOT_KPIS = ("variant", "group")
@@ -275,6 +275,26 @@ def _group_labels(groups: Sequence[dict[str, Any]]) -> list[str]:
     return texts if max(map(len, texts), default=0) <= 40 else [f"group {i}" for i in range(len(texts))]
 
 
+def flag_counts(kpis: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per flag time KPI (:data:`co2twin.kpi.FLAG_TIME_KPIS`, and each controller's
+    ``loop_saturated_s[<name>]``) that any variant raised: how many variants raised it, the
+    longest, and the first such variant."""
+    from .kpi import FLAG_TIME_KPIS
+
+    out: dict[str, dict[str, Any]] = {}
+    loops = [c for c in kpis.columns if str(c).startswith("loop_saturated_s[")]
+    for name in [*FLAG_TIME_KPIS, *loops]:
+        if name not in kpis.columns:
+            continue
+        values = kpis[name].to_numpy(dtype=float)
+        raised = values > 0.0
+        if raised.any():
+            first = int(kpis["variant"].to_numpy()[raised.argmax()])
+            out[name] = {"variants": int(raised.sum()), "max_s": float(values[raised].max()),
+                         "first_variant": first}
+    return out
+
+
 def summarise(spec: SweepSpec, kpis: pd.DataFrame, out: Path,
               records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The sweep's summary: counts, KPI intervals (overall, and per group when sampled), the
@@ -286,6 +306,7 @@ def summarise(spec: SweepSpec, kpis: pd.DataFrame, out: Path,
         "peak_rss_mb_per_worker": max((r.get("peak_rss_mb", math.nan) for r in records), default=None),
         "kpi_intervals": kpi_intervals(kpis, spec.percentiles),
         "balances": worst_balances(out),
+        "flags": flag_counts(kpis),
     }
     summary["kpi_units"] = kpi_units(spec, list(summary["kpi_intervals"]))
     if spec.n_groups > 1 and spec.n_per_group > 1:

@@ -143,6 +143,10 @@ def test_a_sweep_chunk_of_the_supply_runs_one_run_per_variant(tmp_path):
                    tasks[1].variants[0], 10)[1]
     assert table["formate_produced_mol"].tolist() == [alone["formate_produced_mol"]]
     assert table["capacity_start_Ah"].tolist() == [pytest.approx(10.0)]
+    # not among the spec's KPIs, kept all the same: the 10 Ah battery discharges below the
+    # ageing model's C/4 envelope, and the table says so
+    assert table["time_outside_envelope_s"].tolist() == [alone["time_outside_envelope_s"]]
+    assert alone["time_outside_envelope_s"] > 0.0
 
 
 def test_an_ensemble_capable_sweep_keeps_its_ensembles():
@@ -167,6 +171,19 @@ def test_co2twin_sweep_sizes_the_supply_and_says_how_it_runs(tmp_path):
     assert pv[(200, 2.5)] > pv[(60, 2.5)] and pv[(200, 10)] > pv[(60, 10)]
     signals = pd.read_parquet(out / "signals")
     assert sorted(signals["variant"].unique()) == [0, 1, 2, 3] and "battery.soc" in signals
+    # the flags the spec's KPIs leave out are in the summary and printed, with their size
+    envelope = summary["flags"]["time_outside_envelope_s"]
+    big = merged[merged["set:supply.battery.capacity"] == 10]
+    assert envelope["variants"] == int((merged["time_outside_envelope_s"] > 0).sum()) == len(big)
+    assert envelope["max_s"] == merged["time_outside_envelope_s"].max() > 0
+    assert json.loads(done.stdout)["flags"] == summary["flags"]
+    from co2twin.cli.console import out as console
+    from co2twin.cli.sweep import _print_summary
+
+    with console.capture() as printed:
+        _print_summary(summary, out)
+    line = next(x for x in printed.get().splitlines() if x.startswith("flags: "))
+    assert "time_outside_envelope_s in 2 of 4 variants (up to" in line
 
 
 def test_a_bad_supply_value_in_a_sweep_names_the_field(tmp_path):
@@ -211,3 +228,15 @@ def test_a_sweep_run_one_at_a_time_defaults_to_small_chunks(tmp_path):
     plain = {"sweep": {"scenario": {"name": "p", "duration": 60, "step": 1.0},
                        "grid": {"inputs.current": [4.0, 5.0]}}}
     assert parse_sweep_spec(plain).chunk_size == 1000
+
+
+def test_flag_counts_say_which_flags_were_raised_and_how_long():
+    from co2twin.uncertainty import flag_counts
+
+    kpis = pd.DataFrame({"variant": [5, 6, 7], "time_saturated_s": [0.0, 30.0, 10.0],
+                         "time_outside_envelope_s": [0.0, 0.0, 0.0], "loop_saturated_s[pi]": [0.0, 0.0, 60.0],
+                         "formate_produced_mol": [1.0, 2.0, 3.0]})
+    assert flag_counts(kpis) == {
+        "time_saturated_s": {"variants": 2, "max_s": 30.0, "first_variant": 6},
+        "loop_saturated_s[pi]": {"variants": 1, "max_s": 60.0, "first_variant": 7}}
+    assert flag_counts(kpis.assign(**{"time_saturated_s": 0.0, "loop_saturated_s[pi]": 0.0})) == {}

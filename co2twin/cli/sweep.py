@@ -107,6 +107,16 @@ def _print_summary(summary: dict[str, Any], output: Path) -> None:
         text = ", ".join(f"{name} {w['worst']:.1e} (variant {w['variant']})" for name, w in worst.items())
         out.print(f"balances closed to (worst variant): {text}", markup=False, highlight=False,
                   soft_wrap=True)
+    raised = summary.get("flags") or {}
+    if raised:
+        text = "; ".join(f"{name} in {f['variants']:,} of {summary['variants']:,} variants (up to "
+                         f"{f['max_s']:g} s; first variant {f['first_variant']})"
+                         for name, f in raised.items())
+        out.print(f"flags: {text}", markup=False, highlight=False, soft_wrap=True)
+    else:
+        out.print("flags: none in any variant (limits, saturation of actuators and controllers, "
+                  "bounds, envelopes, supply)",
+                  markup=False, highlight=False, soft_wrap=True)
     out.print(f"{summary['chunks']} chunks ({summary['chunks_run']} run now, "
               f"{summary['chunks_resumed']} resumed) in {summary['seconds']:g} s; peak memory per "
               f"worker {summary['peak_rss_mb_per_worker']} MB", markup=False, highlight=False,
