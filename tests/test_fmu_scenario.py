@@ -222,3 +222,19 @@ def test_export_refuses_a_scenario_without_the_plant(folder: Path) -> None:
                           "components": {"pi": {"type": "fmu", "path": "fmus/pi.fmu"}}})
     with pytest.raises(FMUError, match="standard plant"):
         build_fmu(path, folder / "out.fmu")
+
+
+def test_an_fmu_scenario_runs_its_variants_one_at_a_time(folder: Path) -> None:
+    """An FMU component steps one run at a time: a sweep's chunk of such a scenario runs each
+    variant alone (co2twin.variant_runs), each with its own set point."""
+    from co2twin.ensemble import scalar_components
+    from co2twin.variant_runs import run_variants
+
+    scenario = load_scenario(write(folder, closed_loop()))
+    assert [c.split(" ")[0] for c in scalar_components(scenario)] == ["pi"]
+    result = run_variants(scenario, [{"inputs.pi.setpoint": 3.4}, {"inputs.pi.setpoint": 3.7}],
+                          keep=["reactor.cell_voltage"])
+    long = result.frame_long()
+    last = long.groupby("variant")["reactor.cell_voltage"].last()
+    assert abs(last[0] - 3.4) < 0.01 and abs(last[1] - 3.7) < 0.01
+    assert list(result.kpis()["variant"]) == [0, 1]
