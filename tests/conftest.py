@@ -134,6 +134,19 @@ def tiny() -> Tiny:
 
 
 @pytest.fixture
+def fixed_controller(tmp_path: Path) -> Path:
+    """A folder holding ``mine.py``: ``Fixed``, a Python controller class that asks 5 A each
+    step (``python: mine:Fixed``; a scenario there imports it). Returns the folder."""
+    (tmp_path / "mine.py").write_text(
+        "class Fixed:\n"
+        "    def initialise(self, t0):\n"
+        "        pass\n"
+        "    def step(self, t, measurements):\n"
+        "        return {'current': 5.0}\n", encoding="utf-8")
+    return tmp_path
+
+
+@pytest.fixture
 def plant() -> Callable[..., Simulation]:
     """Factory of simulations of the standard plant (``step`` 1 s unless told)."""
 

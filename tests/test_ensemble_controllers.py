@@ -141,14 +141,9 @@ def test_bad_controller_values_name_the_variant(scenario):
         run_ensemble(scenario, [{}, {}, {"controllers.ph.hysteresis": -1.0}])
 
 
-def test_a_python_controller_is_refused_naming_it(tmp_path):
+def test_a_python_controller_is_refused_naming_it(fixed_controller):
     """A user's class steps one run at a time: the ensemble says which controller, and why."""
-    (tmp_path / "mine.py").write_text(
-        "class Fixed:\n"
-        "    def initialise(self, t0):\n"
-        "        pass\n"
-        "    def step(self, t, measurements):\n"
-        "        return {'current': 5.0}\n", encoding="utf-8")
+    tmp_path = fixed_controller
     data = {**BASE, "controllers": {"mine": {"type": "python", "python": "mine:Fixed",
                                              "actuators": ["current"]}}}
     scenario = parse_scenario(data, source=str(tmp_path / "s.yaml"), base_dir=tmp_path)

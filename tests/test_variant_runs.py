@@ -194,15 +194,10 @@ def test_a_bad_supply_value_in_a_sweep_names_the_field(tmp_path):
         in text
 
 
-def test_a_python_controller_scenario_runs_one_run_per_variant(tmp_path):
+def test_a_python_controller_scenario_runs_one_run_per_variant(fixed_controller):
     """A user's controller class steps one run at a time: its variants run alone, each with its
     own values (the plant's parameter reaches the run)."""
-    (tmp_path / "mine.py").write_text(
-        "class Fixed:\n"
-        "    def initialise(self, t0):\n"
-        "        pass\n"
-        "    def step(self, t, measurements):\n"
-        "        return {'current': 5.0}\n", encoding="utf-8")
+    tmp_path = fixed_controller
     data = {"name": "mine", "duration": 120, "step": 1.0,
             "controllers": {"mine": {"type": "python", "python": "mine:Fixed", "actuators": ["current"]}}}
     scenario = parse_scenario(data, source=str(tmp_path / "s.yaml"), base_dir=tmp_path)
