@@ -31,9 +31,11 @@ A variant is a mapping of dotted scenario paths to values. The paths an ensemble
 
 ``<name>`` is a plant input (``current``) or ``component.port``; values are in the signal's
 own unit. Anything else (models, components, wiring, a controller's type, signals or sample
-time, a Python controller, supply, timing, limits,
-an event's type or target) would change the structure: such variants belong in different
-ensembles, and :func:`run_ensemble` refuses them naming the path. An event's time may differ
+time, a Python controller, the solar supply's parameters, timing, limits, an event's type or
+target) would change the structure: such variants belong in different ensembles (or run one
+at a time: :mod:`co2twin.variant_runs`), and :func:`run_ensemble` refuses them naming the
+path. A scenario with the solar supply is an ensemble like any other (its components step
+arrays; its signals are recorded for its KPIs, balances and flags). An event's time may differ
 between variants (input and parameter events; a sensor fault's may not).
 
 Memory: the recorded rows stay in memory, ``rows x columns x N x 8`` bytes, with the kept
@@ -78,6 +80,8 @@ from .scenario import (
     operating_limits,
 )
 from .scenario_schema import InputSpec, Scenario
+from .supply import COMPONENTS as SUPPLY_COMPONENTS
+from .supply_schema import PROFILE_PORTS
 from .variant_paths import PATHS, SUPPLY_SECTIONS, VariantPath, apply_variant, parse_path, probe
 
 __all__ = ["PATHS", "SUPPLY_SECTIONS", "EnsembleResult", "apply_variant", "scalar_components",
@@ -111,12 +115,25 @@ def _plan(scenario: Scenario, variants: Sequence[Mapping[str, Any]],
                     p = parse_path(path, scenario, sim, f"variants[{i}]")
                 except ScenarioError as exc:
                     raise ScenarioError(exc.problems, scenario.source) from None
+                if p.kind == "supply":
+                    raise ScenarioError(f"variants[{i}]: {_supply_refusal(path, p)}", scenario.source)
                 values = plan.get(p)
                 if values is None:
                     values = plan[p] = [None] * n
                 lists[path] = values
             values[i] = value
     return plan
+
+
+def _supply_refusal(path: str, p: VariantPath) -> str:
+    """Why one ensemble does not take a ``supply.*`` path, and what to do."""
+    if p.key[0] in PROFILE_PORTS:
+        component, port = PROFILE_PORTS[p.key[0]]
+        return (f"{path!r} sets a supply profile's constant; in an ensemble vary the input it "
+                f"drives: inputs.{component}.{port}")
+    return (f"{path!r} varies the solar supply's parameters, which one ensemble does not (its "
+            "components take them as numbers): run such variants one at a time "
+            "(co2twin.variant_runs.run_variants; co2twin sweep does so itself)")
 
 
 def _numbers(values: list[Any], base: Any, what: str, source: str) -> np.ndarray:
@@ -594,4 +611,6 @@ def _kpi_signals(scenario: Scenario, sim: Simulation) -> list[str]:
         names += columns
     for model in envelopes(sim).values():
         names += [recorded_as(f"reactor.{name}") for name in model["inputs"]]
+    if scenario.supply is not None:  # its KPIs, balances and flags read its components' signals
+        names += [s for s in sim.signals if s.split(".")[0] in SUPPLY_COMPONENTS]
     return [s for s in dict.fromkeys(names) if s in sim.signals]

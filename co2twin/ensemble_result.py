@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .kpi import balances, flags, kpis
+from .supply import SUPPLY_FLAGS
 
 __all__ = ["EnsembleResult"]
 
@@ -128,8 +129,9 @@ class EnsembleResult:
         """Every flag a variant raised (saturation, bound, envelope, limit), one row each:
         ``variant``, ``kind``, ``signal``, ``rows``, ``seconds``, ``first_s``, ``last_s``
         (:func:`co2twin.kpi.flags`); nothing silent, per variant."""
-        flag_columns = [i for i, c in enumerate(self.columns)
-                        if c.endswith(("_saturated", "_limited", "_bounded", "_outside_envelope"))]
+        supply = {f.column for f in SUPPLY_FLAGS}  # ems.curtailed, bus.shortfall, ...
+        flag_columns = [i for i, c in enumerate(self.columns) if c in supply
+                        or c.endswith(("_saturated", "_limited", "_bounded", "_outside_envelope"))]
         raised = (self.data[:, flag_columns, :] > 0.0).any(axis=(0, 1)) if flag_columns else \
             np.zeros(self.n, dtype=bool)
         limited = np.zeros(self.n, dtype=bool)

@@ -72,26 +72,26 @@ ChunkRunner = Callable[..., _Result]
 def ensemble_chunk(scenario: Scenario, variants: Sequence[Mapping[str, Any]], *,
                    keep: Sequence[str] | None, every: int | None) -> _Result:
     """The chunk runner of ``co2twin sweep``: the variants as one ensemble
-    (:mod:`co2twin.ensemble`), or, for a scenario an ensemble cannot take (the solar supply,
-    a Python controller, FMU components: :func:`chunk_mode`), one run per variant
-    (:mod:`co2twin.variant_runs`), which gives the same tables."""
-    from .ensemble import run_ensemble, scalar_components
-    from .variant_runs import run_variants
+    (:mod:`co2twin.ensemble`), or, where they cannot be one (a Python controller, FMU
+    components, the solar supply's parameters: :func:`co2twin.variant_runs.one_at_a_time`),
+    one run per variant (:mod:`co2twin.variant_runs`), which gives the same tables."""
+    from .ensemble import run_ensemble
+    from .variant_runs import one_at_a_time, run_variants
 
-    if scalar_components(scenario):
+    if one_at_a_time(scenario, [p for v in variants for p in v]):
         return run_variants(scenario, variants, keep=keep, every=every)
     return run_ensemble(scenario, variants, keep=keep, every=every)
 
 
 def chunk_mode(spec: SweepSpec) -> str:
     """How :func:`ensemble_chunk` runs the sweep's chunks: ``"ensemble"``, or ``"one run per
-    variant: <names> step one run at a time"`` naming the components an ensemble cannot take."""
-    from .ensemble import scalar_components
+    variant: <why>"``."""
     from .scenario import parse_scenario
+    from .variant_runs import one_at_a_time
 
     scenario = parse_scenario(spec.scenario_data, source=spec.source, base_dir=spec.base_dir)
-    names = [c.split(" (")[0] for c in scalar_components(scenario)]
-    return f"one run per variant: {', '.join(names)} step one run at a time" if names else "ensemble"
+    why = one_at_a_time(scenario, [*spec.grid, *spec.lists, *spec.distributions])
+    return "ensemble" if why is None else f"one run per variant: {why}"
 
 
 @dataclass(frozen=True)

@@ -386,13 +386,13 @@ def parse_sweep_spec(data: Any, *, source: str = "<sweep>", base_dir: str | Path
 
 
 def _runs_one_at_a_time(spec: SweepSpec, scenario_source: str) -> bool:
-    """Whether the sweep's chunks run their variants one at a time (an ensemble cannot take
-    the scenario: :func:`co2twin.ensemble.scalar_components`)."""
-    from .ensemble import scalar_components
+    """Whether the sweep's chunks run their variants one at a time
+    (:func:`co2twin.variant_runs.one_at_a_time`)."""
     from .scenario import parse_scenario
+    from .variant_runs import one_at_a_time
 
     scenario = parse_scenario(spec.scenario_data, source=scenario_source, base_dir=spec.base_dir)
-    return bool(scalar_components(scenario))
+    return one_at_a_time(scenario, [*spec.grid, *spec.lists, *spec.distributions]) is not None
 
 
 def _read_file(path: Path) -> Any:

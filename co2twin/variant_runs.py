@@ -28,7 +28,7 @@ from .scenario import run
 from .variant_paths import apply_variant
 from .scenario_schema import Scenario
 
-__all__ = ["VariantRuns", "run_variants"]
+__all__ = ["VariantRuns", "one_at_a_time", "run_variants"]
 
 
 class VariantRuns:
@@ -96,6 +96,21 @@ def run_variants(scenario: Scenario, variants: Sequence[Mapping[str, Any]], *,
         longs.append(one.frame_long())
     return VariantRuns(*(pd.concat(t, ignore_index=True) for t in (
         kpi_tables, balance_tables, flag_tables, longs)))
+
+
+def one_at_a_time(scenario: Scenario, paths: Sequence[str]) -> str | None:
+    """Why variants of ``scenario`` setting ``paths`` cannot be one ensemble, or None if they
+    can: components that step one run at a time (a Python controller, FMUs), or ``supply.*``
+    paths (the solar supply's parameters, which its components take as numbers)."""
+    from .ensemble import scalar_components
+
+    names = [c.split(" (")[0] for c in scalar_components(scenario)]
+    if names:
+        return f"{', '.join(names)} step one run at a time"
+    supply = [p for p in dict.fromkeys(paths) if p.startswith("supply.")]
+    if supply:
+        return f"{', '.join(supply)} vary the solar supply's parameters"
+    return None
 
 
 def _variant_scenario(scenario: Scenario, variant: Mapping[str, Any], every: int,

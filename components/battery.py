@@ -38,7 +38,7 @@ Works for floats and for NumPy arrays (one element per variant). On floats a ste
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 from collections.abc import Mapping, Sequence
 
 from cosim import Component, Parameter, Port, WiringError
@@ -94,6 +94,10 @@ def limits_floats(ocv: float, resistance: float, discharge_energy: float, charge
 
 class Battery(Component):
     """A string of ``cells_series`` Li-ion cells of ``capacity`` Ah (see the module docstring)."""
+
+    #: arrays of variants (an ensemble) take the general step; its parameters stay floats
+    #: (an ensemble refuses ``supply.*`` paths: the float step checks inputs and state only)
+    supports_arrays: ClassVar[bool] = True
 
     inputs = (
         Port("power_request", "W", -1e7, 1e7, "terminal power asked for: + discharge, - charge"),

@@ -47,7 +47,7 @@ arrays go through the general steps.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 from collections.abc import Mapping, Sequence
 
 from cosim import Component, Parameter, Port
@@ -63,6 +63,10 @@ _PRICE_MAX = 1e4
 
 class EnergyManager(Component):
     """Current set point and grid use from this step's PV, battery limits and price."""
+
+    #: arrays of variants (an ensemble) take the general step; its parameters stay floats
+    #: (an ensemble refuses ``supply.*`` paths: the float step checks inputs and state only)
+    supports_arrays: ClassVar[bool] = True
 
     inputs = (
         Port("current_request", "A", 0.0, 1000.0, "current the operator asks for", start=5.0),
@@ -195,6 +199,10 @@ FLOWS = ("pv_to_load", "pv_to_battery", "pv_export", "pv_curtailed", "battery_to
 
 class DCBus(Component):
     """Who supplies the power the electrolyser drew: PV, battery, grid, in the manager's order."""
+
+    #: arrays of variants (an ensemble) take the general step; its parameters stay floats
+    #: (an ensemble refuses ``supply.*`` paths: the float step checks inputs and state only)
+    supports_arrays: ClassVar[bool] = True
 
     inputs = (
         Port("pv_power", "W", 0.0, 1e9, "PV power over the step"),

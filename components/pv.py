@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 from collections.abc import Mapping, Sequence
 
 from cosim import Component, Parameter, Port
@@ -91,6 +91,10 @@ def _sky(t: float, geometry: tuple[float, ...], albedo: float) -> tuple[float, f
 
 class PVArray(Component):
     """A PV array of ``peak_power`` W at standard test conditions, with MPPT to the DC bus."""
+
+    #: arrays of variants (an ensemble) take the general step; its parameters stay floats
+    #: (an ensemble refuses ``supply.*`` paths: the float step checks inputs and state only)
+    supports_arrays: ClassVar[bool] = True
 
     inputs = (
         Port("irradiance", "W/m2", 0.0, 2000.0, "measured plane-of-array irradiance (clear_sky = 0)"),

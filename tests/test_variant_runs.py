@@ -108,12 +108,41 @@ def test_supply_paths_are_checked_and_named():
     assert "sets the solar supply, but the scenario has none" in str(info.value)
 
 
-def test_an_ensemble_still_refuses_the_supply_and_says_what_to_do():
+def test_an_ensemble_of_the_supply_equals_its_runs_one_at_a_time():
+    """The supply's components step arrays: an ensemble of the sunny day over the weather
+    (the clearness the PV reads), the seed and a plant parameter gives, variant by variant, the
+    KPIs (the supply's included), balances and flags of the same variants run alone."""
     scenario = _scenario()
-    assert [c.split(" ")[0] for c in scalar_components(scenario)] == ["pv", "battery", "ems", "bus"]
+    assert scalar_components(scenario) == []
+    variants = [{}, {"inputs.pv.clearness": 0.6, "seed": 3}, {"inputs.pv.clearness": 0.35},
+                {"plant.reactor.area_cm2": 30.0, "inputs.pv.clearness": 0.8}]
+    together = run_ensemble(scenario, variants, keep=["power.current", "battery.soc"], every=3)
+    alone = run_variants(scenario, variants, keep=["power.current", "battery.soc"], every=3)
+    a, b = together.kpis(), alone.kpis()
+    assert "pv_energy_kWh" in a and "capacity_lost_Ah" in a and sorted(a.columns) == sorted(b.columns)
+    for column in b.columns:
+        np.testing.assert_allclose(a[column].to_numpy(float), b[column].to_numpy(float), rtol=1e-12,
+                                   atol=1e-12, err_msg=column)
+    assert a["pv_energy_kWh"].iloc[2] < a["pv_energy_kWh"].iloc[1] < a["pv_energy_kWh"].iloc[0]
+    np.testing.assert_allclose(together.balances().to_numpy(float), alone.balances().to_numpy(float),
+                               atol=1e-12)
+    flagged = together.flags()
+    assert sorted(zip(flagged["variant"], flagged["signal"])) == \
+        sorted(zip(alone.flags()["variant"], alone.flags()["signal"]))
+    assert "ems.curtailed" in set(flagged["signal"])  # a supply flag, found in the ensemble too
+    long_a, long_b = together.frame_long(), alone.frame_long()
+    np.testing.assert_allclose(long_a["battery.soc"], long_b["battery.soc"], rtol=1e-12, atol=1e-15)
+
+
+def test_an_ensemble_refuses_the_supply_parameters_and_says_what_to_do():
+    scenario = _scenario()
     with pytest.raises(ScenarioError) as info:
-        run_ensemble(scenario, [{}, {}])
+        run_ensemble(scenario, [{}, {"supply.battery.capacity": 10.0}])
+    assert "varies the solar supply's parameters" in str(info.value)
     assert "co2twin.variant_runs.run_variants" in str(info.value)
+    with pytest.raises(ScenarioError) as info:
+        run_ensemble(scenario, [{"supply.clearness": 0.5}])
+    assert "in an ensemble vary the input it drives: inputs.pv.clearness" in str(info.value)
     assert scalar_components(_scenario({"name": "plain", "duration": 60, "step": 1.0})) == []
 
 
@@ -131,7 +160,8 @@ def _sizing_spec(tmp_path: Path, **extra):
 
 def test_a_sweep_chunk_of_the_supply_runs_one_run_per_variant(tmp_path):
     _, spec = _sizing_spec(tmp_path)
-    assert chunk_mode(spec) == "one run per variant: pv, battery, ems, bus step one run at a time"
+    assert chunk_mode(spec) == ("one run per variant: supply.pv.peak_power, supply.battery.capacity "
+                                "vary the solar supply's parameters")
     tasks = plan_chunks(spec, tmp_path / "out")
     assert [len(t.variants) for t in tasks] == [3, 1]
     record = run_chunk(tasks[1])
@@ -153,6 +183,11 @@ def test_an_ensemble_capable_sweep_keeps_its_ensembles():
     spec = parse_sweep_spec({"sweep": {"scenario": {"name": "p", "duration": 60, "step": 1.0},
                                        "grid": {"inputs.current": [4.0, 5.0]}}})
     assert chunk_mode(spec) == "ensemble"
+    # the supply over the weather, its sizes fixed: ensembles too
+    weather = parse_sweep_spec({"sweep": {"scenario": {**SUNNY, "duration": "1 h"},
+                                          "grid": {"inputs.pv.clearness": [0.4, 0.9]}}},
+                               base_dir=ROOT / "scenarios")
+    assert chunk_mode(weather) == "ensemble" and weather.chunk_size == 1000
 
 
 def test_co2twin_sweep_sizes_the_supply_and_says_how_it_runs(tmp_path):
@@ -161,7 +196,9 @@ def test_co2twin_sweep_sizes_the_supply_and_says_how_it_runs(tmp_path):
     done = subprocess.run([sys.executable, "-m", "co2twin", "sweep", str(path), "-o", str(out),
                            "--workers", "1", "--json"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert "each one run per variant: pv, battery, ems, bus step one run at a time" in done.stderr
+    said = done.stderr.split("(each ", 1)[1]
+    assert said.startswith("one run per variant: ") and "vary the solar supply's parameters" in said
+    assert "supply.pv.peak_power" in said and "supply.battery.capacity" in said
     summary = json.loads((out / "summary.json").read_text())
     assert summary["chunk_mode"].startswith("one run per variant")
     merged = pd.read_parquet(out / "kpis.parquet")
