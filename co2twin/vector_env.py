@@ -14,8 +14,8 @@ Episodes of a case all last as long, so they end together; the next ``step`` res
 ``variants``: each episode may vary the case as an ensemble's variant does (domain
 randomisation: ``{"plant.reactor.area_cm2": 30.0}``). A simulation error in any episode ends
 all of them (``terminated``, ``info["error"]``), since they share one simulation. Cases whose
-plant has a Python controller or the solar supply are refused (those step scalars only, for
-now); the shipped controllers step arrays.
+plant has a Python controller are refused (it steps one run at a time); the shipped controllers
+and the solar supply step arrays.
 """
 from __future__ import annotations
 
@@ -128,6 +128,7 @@ class CaseVectorEnv(VectorEnv):
         record_ensemble(sim, n, rows=3)
         sim.initialize()
         self._sim = sim
+        self._targets = self.case.settable(sim)  # what the actions set: with a supply, its request
         self._k = 0
         self._totals = np.zeros((n, len(d.piece_names)))
         self._needs_reset = False
@@ -146,7 +147,7 @@ class CaseVectorEnv(VectorEnv):
         values = (scale_action(actions, d.action_low, d.action_high) if self.config.normalise_actions
                   else np.minimum(np.maximum(actions, d.action_low), d.action_high))
         travel = np.empty_like(values)
-        for i, target in enumerate(d.actuators):
+        for i, target in enumerate(self._targets):
             travel[:, i] = np.abs(values[:, i] - sim.get(target))
             sim.set(target, values[:, i].copy())
         before = self._totals.copy()

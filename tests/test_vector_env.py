@@ -100,3 +100,27 @@ def test_threads_change_nothing_but_the_time(case):
         runs.append(seen)
     for one, two in zip(*runs, strict=True):
         np.testing.assert_array_equal(one, two)
+
+
+def test_the_solar_case_steps_its_current_request_single_and_vector():
+    """The shipped solar case (scenarios/control/solar_grid_price.yaml): with the supply, the
+    agent's current goes to the energy manager's request (the power supply's set point is the
+    manager's), in CaseEnv and, episode by episode equal to it, in the vector env."""
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "scenarios" / "control" / "solar_grid_price.yaml"
+    config = EnvConfig(control_interval=10, kpis_at_end=False)
+    single = CaseEnv(str(path), config)
+    vector = CaseVectorEnv(str(path), 2, config)
+    first = single.reset(seed=4)[0]
+    np.testing.assert_allclose(vector.reset(seed=4)[0][0], first, rtol=1e-12, atol=1e-15)
+    rng = np.random.default_rng(1)
+    for _ in range(6):
+        actions = rng.uniform(-1.0, 1.0, (2,) + single.action_space.shape).astype(np.float32)
+        obs, reward, _, _, info = single.step(actions[0])
+        asked = info["actuators"]["power.current_setpoint"]
+        assert single.simulation.get("ems.current_request") == asked
+        v_obs, v_rewards, _, _, _ = vector.step(actions)
+        np.testing.assert_allclose(v_obs[0], obs, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(v_rewards[0], reward, rtol=1e-9, atol=1e-18)
+        assert np.array_equal(vector.simulation.get("ems.current_request")[:1], [asked])

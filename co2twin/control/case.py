@@ -185,8 +185,13 @@ class ControlCase:
         feeding it (the controller's), or the input itself when nothing does. With a
         supply the current's command is the energy manager's request (co2twin.supply)."""
         fed = {c.target: c.source for c in sim.connections}
-        moved = {a: CURRENT_REQUEST for a in self.actuators if fed.get(a) == MANAGER_SETPOINT}
-        return {a: fed.get(moved.get(a, a), moved.get(a, a)) for a in self.actuators}
+        return {a: fed.get(m, m) for a, m in zip(self.actuators, self.settable(sim), strict=True)}
+
+    def settable(self, sim: Simulation) -> list[str]:
+        """The input an agent sets (``sim.set``) for each actuator: the actuator itself, or, where
+        the solar supply's energy manager drives it (the current), the manager's request."""
+        fed = {c.target: c.source for c in sim.connections}
+        return [CURRENT_REQUEST if fed.get(a) == MANAGER_SETPOINT else a for a in self.actuators]
 
 
 def _validated(data: Any, where: str) -> Any:

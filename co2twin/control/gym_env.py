@@ -489,6 +489,8 @@ class CaseEnv(gym.Env[np.ndarray, np.ndarray]):
         self._sim = ControlCase(scenario).build()
         self._sim.initialize()
         self._readers(self._sim)
+        # what the actions set: with a supply the current asked of its energy manager
+        self._targets = self.case.settable(self._sim)
         self._k = 0
         self._totals = [0.0] * len(self.definition.piece_names)
         self._done = False
@@ -514,7 +516,7 @@ class CaseEnv(gym.Env[np.ndarray, np.ndarray]):
             values = [min(max(a, lo), hi) for a, lo, hi in zip(asked, lows, highs, strict=True)]
         totals = self._totals
         before = list(totals)
-        for i, (target, value) in enumerate(zip(d.actuators, values, strict=True)):
+        for i, (target, value) in enumerate(zip(self._targets, values, strict=True)):
             old = sim.get(target)
             totals[self._travel_at + i] += abs(value - old)
             if value != old:
