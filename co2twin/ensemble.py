@@ -59,7 +59,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from components.plant import FLAGS, KEY_SIGNALS, recorded_as
+from components.plant import FLAGS, KEY_SIGNALS, recorded_as, resolve_input
 
 from cosim.ensemble_recorder import EnsembleRecorder
 from cosim.errors import ScenarioError, WiringError
@@ -81,6 +81,7 @@ from .scenario import (
 )
 from .scenario_schema import InputSpec, Scenario
 from .supply import COMPONENTS as SUPPLY_COMPONENTS
+from .supply import CURRENT_REQUEST, redirect_event
 from .supply_schema import PROFILE_PORTS
 from .variant_paths import PATHS, SUPPLY_SECTIONS, VariantPath, apply_variant, parse_path, probe
 
@@ -123,6 +124,16 @@ def _plan(scenario: Scenario, variants: Sequence[Mapping[str, Any]],
                 lists[path] = values
             values[i] = value
     return plan
+
+
+def _driven(target: str, sim: Simulation) -> str:
+    """The input of ``sim`` that scenario input ``target`` drives: with a solar supply, the
+    ``current`` input (the power supply's set point) is the current asked of its energy
+    manager (:func:`co2twin.supply.attach_supply`), which then drives the set point."""
+    if target not in sim.external_inputs and CURRENT_REQUEST in sim.external_inputs \
+            and target == resolve_input("current"):
+        return CURRENT_REQUEST
+    return target
 
 
 def _supply_refusal(path: str, p: VariantPath) -> str:
@@ -382,9 +393,9 @@ def _schedule_events(scenario: Scenario, sim: Simulation, plan: dict[VariantPath
                                          for e in exc.errors())
                     raise ScenarioError(f"variants[{i}]: events[{index}]: {problems}",
                                         scenario.source) from None
-                if one.at >= scenario.duration:  # as the scenario's checks say it
+                if not scenario.start <= one.at < scenario.end:  # as the scenario's checks say it
                     raise ScenarioError(f"variants[{i}]: events[{index}].at: expected a time within "
-                                        f"[0, {scenario.duration:g}) s, found {one.at:g}",
+                                        f"[{scenario.start:g}, {scenario.end:g}) s, found {one.at:g}",
                                         scenario.source)
                 keys[key] = len(specs)
                 specs.append(one)
@@ -400,15 +411,18 @@ def _schedule_events(scenario: Scenario, sim: Simulation, plan: dict[VariantPath
             used = sorted(set(groups[times == at].tolist()))
             remap = np.zeros(len(specs), dtype=np.intp)
             remap[used] = np.arange(len(used))
-            engine = tuple(_event(scenario, specs[g], sim) for g in used)
+            # with a supply, an event on the current moves the energy manager's request, as the
+            # single run's build moves it (co2twin.supply.attach_supply)
+            moved = [redirect_event(specs[g]) if scenario.supply is not None else specs[g] for g in used]
+            engine = tuple(_event(scenario, one, sim) for one in moved)
             common: dict[str, Any] = {"index": index, "events": engine, "groups": remap[groups], "mask": mask,
                       "drives": drives}
             first = engine[0]
             if isinstance(first, SensorFault):
-                sim.schedule(_VariantSensorFault(scenario.start + at, first.target, first.mode,
+                sim.schedule(_VariantSensorFault(at, first.target, first.mode,
                                                  **common))
             else:
-                sim.schedule(_VariantEvent(scenario.start + at, **common))
+                sim.schedule(_VariantEvent(at, **common))
 
 
 # -- running --------------------------------------------------------------------------------------
@@ -487,7 +501,8 @@ def build_ensemble(scenario: Scenario, variants: Sequence[Mapping[str, Any]]) ->
     try:
         profiles: dict[str, Profile] = {}
         for target in sim.external_inputs:
-            fields = {p.key[1]: v for p, v in plan.items() if p.kind == "input" and p.key[0] == target}
+            fields = {p.key[1]: v for p, v in plan.items()
+                      if p.kind == "input" and _driven(p.key[0], sim) == target}
             profiles[target] = _input_profile(scenario, sim, target, fields, n)
             sim.drive(target, profiles[target])
         _schedule_events(scenario, sim, plan, n, _Drives(profiles))

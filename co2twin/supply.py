@@ -37,7 +37,7 @@ from .supply_schema import CLASSES, PROFILE_PORTS, SHARED
 __all__ = ["COMPONENTS", "CURRENT_REQUEST", "MANAGER_SETPOINT", "attach_supply", "supply_kpis",
            "supply_balances",
            "runs_after_sunset", "SUPPLY_KPI_UNITS", "SUPPLY_FLAGS", "checked_wiring",
-           "redirect_current"]
+           "redirect_current", "redirect_event"]
 
 #: the supply's components, by the name their signals carry
 COMPONENTS = tuple(CLASSES)
@@ -100,7 +100,7 @@ def attach_supply(scenario: Scenario, components: dict[str, Any], connections: l
     connections += [Connection(a, b) for a, b in _WIRES]
     connections += [Connection(a, b, delayed=True) for a, b in _FEEDBACK]
     return scenario.model_copy(update={"inputs": _inputs(scenario, spec),
-                                       "events": [_redirected(e) for e in scenario.events]})
+                                       "events": [redirect_event(e) for e in scenario.events]})
 
 
 def _components(scenario: Scenario, spec: SupplySpec) -> dict[str, Any]:
@@ -157,7 +157,8 @@ def _in_unit(spec: InputSpec, unit: str) -> InputSpec:
     return spec.model_copy(update=update)
 
 
-def _redirected(event: Any) -> Any:
+def redirect_event(event: Any) -> Any:
+    """An event on the ``current`` input, moved to the energy manager's request (with a supply)."""
     if isinstance(event, (SetEvent, RampEvent, ProfileEvent)) and resolve_input(event.target) == _SETPOINT:
         return event.model_copy(update={"target": CURRENT_REQUEST})
     return event

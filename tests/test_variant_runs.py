@@ -134,6 +134,26 @@ def test_an_ensemble_of_the_supply_equals_its_runs_one_at_a_time():
     np.testing.assert_allclose(long_a["battery.soc"], long_b["battery.soc"], rtol=1e-12, atol=1e-15)
 
 
+def test_an_ensemble_of_the_supply_moves_the_current_request_as_its_runs_alone():
+    """With a supply the current input and the events on it move the energy manager's request
+    (the single run's build moves them): an ensemble whose variants set the current, an event's
+    value and time does the same, variant by variant."""
+    data = {**SUNNY, "duration": "4 h",
+            "events": [{"at": 18000, "type": "set", "target": "current", "value": 3.0},
+                       {"at": 21600, "type": "ramp", "target": "current", "to": 5.0, "duration": 1800}]}
+    scenario = _scenario(data)
+    variants = [{}, {"events[0].value": 4.0}, {"events[1].at": 23400, "inputs.pv.clearness": 0.5},
+                {"inputs.current": 4.5}]
+    keep = ["ems.current_request", "power.current", "battery.soc"]
+    together = run_ensemble(scenario, variants, keep=keep, every=5).frame_long()
+    alone = run_variants(scenario, variants, keep=keep, every=5).frame_long()
+    for name in keep:
+        np.testing.assert_allclose(together[name], alone[name], rtol=1e-12, atol=1e-12, err_msg=name)
+    asked = together.groupby("variant")["ems.current_request"]
+    assert asked.max().tolist() == [6.0, 6.0, 6.0, 5.0]  # variant 3 asks 4.5, then the ramp to 5
+    assert asked.min().tolist() == [3.0, 4.0, 3.0, 3.0]
+
+
 def test_an_ensemble_refuses_the_supply_parameters_and_says_what_to_do():
     scenario = _scenario()
     with pytest.raises(ScenarioError) as info:
