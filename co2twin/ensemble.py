@@ -50,7 +50,6 @@ thread (``threads=1``, or ``OPENBLAS_NUM_THREADS=1``) can be the faster.
 """
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
 from dataclasses import dataclass
@@ -63,6 +62,7 @@ from components.plant import FLAGS, KEY_SIGNALS, recorded_as, resolve_input
 
 from cosim.ensemble_recorder import EnsembleRecorder
 from cosim.errors import ScenarioError, WiringError
+from cosim.graph import match_signals
 from cosim.events import Event, RampInput, SensorFault, SetInput, SetParameter, SwitchProfile
 from cosim.profiles import Constant, Profile, Ramp, Shifted, Steps
 from cosim.simulation import Simulation
@@ -602,16 +602,9 @@ def _signals(sim: Simulation, patterns: Sequence[str] | None, default: Sequence[
         if default is None:
             return list(sim.signals)
         return [s for s in default if s in sim.signals]
-    if isinstance(patterns, str):
-        patterns = [patterns]
-    out: list[str] = []
-    for pattern in patterns:
-        hits = [s for s in sim.signals if fnmatch.fnmatchcase(s, pattern)]
-        if not hits:
-            raise ScenarioError(f"keep: {pattern!r} matches no signal; known: "
-                                f"{', '.join(sim.signals)}")
-        out.extend(h for h in hits if h not in out)
-    return out
+    return match_signals(sim.signals, [patterns] if isinstance(patterns, str) else patterns,
+                         lambda pattern: ScenarioError(f"keep: {pattern!r} matches no signal; known: "
+                                                       f"{', '.join(sim.signals)}"))
 
 
 def _kpi_signals(scenario: Scenario, sim: Simulation) -> list[str]:

@@ -1,9 +1,10 @@
 """Variants of a scenario an ensemble cannot take, run one at a time with the same results.
 
-An ensemble (:mod:`co2twin.ensemble`) steps every component on arrays of variants; the solar
-supply, a Python controller and FMU components step one run at a time, so a scenario with
-them cannot be one. Sizing the supply is still a sweep (PV peak power x battery capacity,
-over the same days): :func:`run_variants` runs each variant as the scenario it is
+An ensemble (:mod:`co2twin.ensemble`) steps every component on arrays of variants; a Python
+controller and FMU components step one run at a time, and the solar supply's components take
+their parameters as numbers, so such variants cannot be one (:func:`one_at_a_time` says why).
+Sizing the supply is still a sweep (PV peak power x battery capacity, over the same days):
+:func:`run_variants` runs each variant as the scenario it is
 (:func:`co2twin.variant_paths.apply_variant`, which also takes ``supply.<section>.<parameter>``
 here) through :func:`co2twin.scenario.run`, the single run itself, and gives the tables an
 ensemble's result gives (:class:`VariantRuns`: ``kpis()``, ``balances()``, ``flags()``,
@@ -13,7 +14,6 @@ the kept signals stay, so a chunk holds one run's rows at a time.
 """
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +22,7 @@ import pandas as pd
 
 from components.plant import KEY_SIGNALS
 from cosim.errors import ScenarioError
+from cosim.graph import match_signals
 
 from .ensemble_result import EnsembleResult
 from .scenario import run
@@ -127,11 +128,6 @@ def _kept(columns: list[str], patterns: Sequence[str] | None, source: str) -> li
     """The recorded signals ``patterns`` name or match (default the plant's key signals)."""
     if patterns is None:
         return [c for c, _ in KEY_SIGNALS if c in columns]
-    out: list[str] = []
-    for pattern in [patterns] if isinstance(patterns, str) else patterns:
-        hits = [c for c in columns if fnmatch.fnmatchcase(c, pattern)]
-        if not hits:
-            raise ScenarioError(f"keep: {pattern!r} matches no signal; known: {', '.join(columns)}",
-                                source)
-        out += [h for h in hits if h not in out]
-    return out
+    return match_signals(columns, [patterns] if isinstance(patterns, str) else patterns,
+                         lambda pattern: ScenarioError(f"keep: {pattern!r} matches no signal; known: "
+                                                       f"{', '.join(columns)}", source))

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import pairwise
+import fnmatch
 from typing import Any, Generic, TypeVar
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from .component import Component
 from .errors import WiringError
 from .units import UnitError, converter
 
-__all__ = ["Connection", "Graph", "check_connection", "split_signal"]
+__all__ = ["Connection", "Graph", "check_connection", "match_signals", "split_signal"]
 
 #: what a graph wires: component instances (a simulation) or classes (checking a scenario),
 #: both of which declare their ports as class attributes
@@ -44,6 +45,20 @@ def split_signal(name: str) -> tuple[str, str]:
     if not dot or not component or not port or "." in port:
         raise WiringError(f"signal {name!r} is not of the form 'component.port'")
     return component, port
+
+
+def match_signals(names: Sequence[str], patterns: Iterable[str],
+                  missing: Callable[[str], Exception]) -> list[str]:
+    """The ``names`` the glob ``patterns`` match, in the patterns' order and then the names',
+    each once; ``missing(pattern)`` is raised for a pattern that matches none (the caller
+    words it: a recording, an ensemble's kept signals, a plot)."""
+    chosen: list[str] = []
+    for pattern in patterns:
+        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            raise missing(pattern)
+        chosen.extend(h for h in hits if h not in chosen)
+    return chosen
 
 
 def check_connection(components: Mapping[str, Any], conn: Connection) -> list[str]:

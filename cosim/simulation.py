@@ -26,7 +26,6 @@ true value; its ``wiring`` count tells the step loop when to make its plan again
 """
 from __future__ import annotations
 
-import fnmatch
 import math
 import sys
 from math import isfinite
@@ -43,7 +42,7 @@ from simpy.events import Event as _SimpyEvent
 from .component import Component
 from .errors import SimulationError, WiringError
 from .events import Event, SensorFault, SetParameter
-from .graph import Connection, Graph, split_signal
+from .graph import Connection, Graph, match_signals, split_signal
 from .profiles import CONTINUOUS, Constant, Profile
 from .recorder import CHUNK_BYTES, Recorder, RowSink
 from .sensor_faults import SensorFaults
@@ -258,15 +257,9 @@ class Simulation:
         if not (isinstance(every, int) and every >= 1):
             raise SimulationError(f"record every must be a whole number >= 1, found {every!r}")
         if signals is not None:
-            chosen: list[str] = []
-            for pattern in signals:
-                hits = [s for s in self._slots if fnmatch.fnmatchcase(s, pattern)]
-                if not hits:
-                    raise SimulationError(
-                        f"record: {pattern!r} matches no signal; known: {', '.join(self._slots)}"
-                    )
-                chosen.extend(h for h in hits if h not in chosen)
-            self._record_signals = chosen
+            known = list(self._slots)
+            self._record_signals = match_signals(known, signals, lambda pattern: SimulationError(
+                f"record: {pattern!r} matches no signal; known: {', '.join(known)}"))
         self._record_every = every
 
     def stream(self, sink: RowSink, *, chunk_bytes: int = CHUNK_BYTES) -> None:

@@ -1,7 +1,6 @@
 """The ``co2twin`` command line: run, validate, schema, signals, bench (models: cli_models)."""
 from __future__ import annotations
 
-import fnmatch
 import json
 import sys
 import warnings
@@ -15,6 +14,7 @@ from rich.table import Table as RichTable
 
 from .console import err, fail, json_safe, os_error, out
 from cosim.errors import CosimError
+from cosim.graph import match_signals
 
 if TYPE_CHECKING:
     from co2twin.outputs import ResultsTarget
@@ -162,14 +162,9 @@ def _plot_choice(sc: Scenario, plot: Path | None,
     if plot is None:
         raise CosimError("--signals chooses what --plot draws; give --plot FILE.png too")
     patterns = [p.strip() for item in signals for p in item.split(",") if p.strip()]
-    names = recorded_signals(sc)
-    chosen: list[str] = []
-    for pattern in patterns:
-        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
-        if not hits:
-            raise CosimError(f"--signals: {pattern!r} matches no signal the scenario records; "
-                             "see `co2twin signals` (and the scenario's record.signals)")
-        chosen += [h for h in hits if h not in chosen]
+    chosen = match_signals(recorded_signals(sc), patterns, lambda pattern: CosimError(
+        f"--signals: {pattern!r} matches no signal the scenario records; see `co2twin signals` "
+        "(and the scenario's record.signals)"))
     return [(name, name) for name in chosen]
 
 
