@@ -86,7 +86,8 @@ from .supply_schema import PROFILE_PORTS
 from .variant_paths import PATHS, SUPPLY_SECTIONS, VariantPath, apply_variant, parse_path, probe
 
 __all__ = ["PATHS", "SUPPLY_SECTIONS", "EnsembleResult", "apply_variant", "scalar_components",
-           "batch_thread_count", "blas_threads", "build_ensemble", "record_ensemble", "run_ensemble"]
+           "batch_thread_count", "blas_threads", "build_ensemble", "record_ensemble", "record_every",
+           "run_ensemble"]
 
 #: the signals :func:`co2twin.kpi.kpis` reads beyond the flags, limits and balances
 _KPI_SIGNALS = ("reactor.charge_passed", "reactor.energy", "reactor.formate_produced",
@@ -442,9 +443,7 @@ def run_ensemble(scenario: Scenario, variants: Sequence[Mapping[str, Any]], *,
     naming it, and :class:`~cosim.errors.SimulationError` as a single run would (naming the
     variant).
     """
-    every = scenario.record.every if every is None else every
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ScenarioError(f"every: expected a whole number >= 1, found {every!r}", scenario.source)
+    every = record_every(scenario, every)
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
                                 or threads < 1):
         raise ScenarioError(f"threads: expected a whole number >= 1, found {threads!r}",
@@ -471,6 +470,15 @@ def run_ensemble(scenario: Scenario, variants: Sequence[Mapping[str, Any]], *,
     return EnsembleResult(recorder.times, recorder.columns, recorder.units, recorder.data(),
                           kept=kept, meta=meta, events=list(sim.event_log),
                           first_variant=first_variant)
+
+
+def record_every(scenario: Scenario, every: int | None) -> int:
+    """Every how many steps the variants of ``scenario`` are recorded: ``every``, checked, or
+    the scenario's own ``record.every`` (an ensemble's and :mod:`co2twin.variant_runs`')."""
+    every = scenario.record.every if every is None else every
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ScenarioError(f"every: expected a whole number >= 1, found {every!r}", scenario.source)
+    return every
 
 
 def build_ensemble(scenario: Scenario, variants: Sequence[Mapping[str, Any]]) -> Simulation:

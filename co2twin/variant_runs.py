@@ -24,6 +24,7 @@ from components.plant import KEY_SIGNALS
 from cosim.errors import ScenarioError
 from cosim.graph import match_signals
 
+from .ensemble import record_every, scalar_components
 from .ensemble_result import EnsembleResult
 from .scenario import run
 from .variant_paths import apply_variant
@@ -72,9 +73,7 @@ def run_variants(scenario: Scenario, variants: Sequence[Mapping[str, Any]], *,
     :func:`co2twin.ensemble.run_ensemble`. A variant's bad path or value raises
     :class:`ScenarioError` naming the variant before anything runs.
     """
-    every = scenario.record.every if every is None else every
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ScenarioError(f"every: expected a whole number >= 1, found {every!r}", scenario.source)
+    every = record_every(scenario, every)
     if not variants:
         raise ScenarioError("expected at least one variant, found none", scenario.source)
     scenarios = [_variant_scenario(scenario, v, every, i) for i, v in enumerate(variants)]
@@ -103,8 +102,6 @@ def one_at_a_time(scenario: Scenario, paths: Sequence[str]) -> str | None:
     """Why variants of ``scenario`` setting ``paths`` cannot be one ensemble, or None if they
     can: components that step one run at a time (a Python controller, FMUs), or ``supply.*``
     paths (the solar supply's parameters, which its components take as numbers)."""
-    from .ensemble import scalar_components
-
     names = [c.split(" (")[0] for c in scalar_components(scenario)]
     if names:
         return f"{', '.join(names)} step one run at a time"
