@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     from .scenario_schema import Scenario
 
-__all__ = ["ChunkTask", "ChunkRunner", "SweepRun", "run_sweep", "run_chunk", "ensemble_chunk", "chunk_mode",
+__all__ = ["ChunkTask", "ChunkRunner", "SweepRun", "run_sweep", "run_chunk", "ensemble_chunk",
            "plan_chunks", "MANIFEST"]
 
 MANIFEST = "manifest.json"
@@ -73,25 +73,15 @@ def ensemble_chunk(scenario: Scenario, variants: Sequence[Mapping[str, Any]], *,
                    keep: Sequence[str] | None, every: int | None) -> _Result:
     """The chunk runner of ``co2twin sweep``: the variants as one ensemble
     (:mod:`co2twin.ensemble`), or, where they cannot be one (a Python controller, FMU
-    components, the solar supply's parameters: :func:`co2twin.variant_runs.one_at_a_time`),
-    one run per variant (:mod:`co2twin.variant_runs`), which gives the same tables."""
+    components, the solar supply's parameters: :func:`co2twin.variant_runs.one_at_a_time`, as
+    the spec's ``mode`` says), one run per variant (:mod:`co2twin.variant_runs`), which gives
+    the same tables."""
     from .ensemble import run_ensemble
     from .variant_runs import one_at_a_time, run_variants
 
     if one_at_a_time(scenario, [p for v in variants for p in v]):
         return run_variants(scenario, variants, keep=keep, every=every)
     return run_ensemble(scenario, variants, keep=keep, every=every)
-
-
-def chunk_mode(spec: SweepSpec) -> str:
-    """How :func:`ensemble_chunk` runs the sweep's chunks: ``"ensemble"``, or ``"one run per
-    variant: <why>"``."""
-    from .scenario import parse_scenario
-    from .variant_runs import one_at_a_time
-
-    scenario = parse_scenario(spec.scenario_data, source=spec.source, base_dir=spec.base_dir)
-    why = one_at_a_time(scenario, [*spec.grid, *spec.lists, *spec.distributions])
-    return "ensemble" if why is None else f"one run per variant: {why}"
 
 
 @dataclass(frozen=True)
@@ -292,7 +282,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, scheduler: str | None = None,
     run.summary["seconds"] = round(run.seconds, 3)
     run.summary["chunks_run"] = len(run.ran)
     run.summary["chunks_resumed"] = len(run.skipped)
-    run.summary["chunk_mode"] = chunk_mode(spec)
+    run.summary["chunk_mode"] = spec.mode
     run.summary = json_safe(run.summary)  # strict JSON: NaN (a KPI a variant lacks) as null
     with atomic_path(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(run.summary, indent=1, allow_nan=False))

@@ -34,10 +34,13 @@ import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Mapping, Sequence
 
 from cosim.errors import ScenarioError
+
+if TYPE_CHECKING:
+    from .scenario_schema import Scenario
 
 __all__ = ["SweepSpec", "load_sweep_spec", "parse_sweep_spec", "set_path", "SPEC_SCHEMA", "PER_SCENARIO",
            "DISTRIBUTIONS", "MAX_VARIANTS", "RUN_CHUNK"]
@@ -176,6 +179,9 @@ class SweepSpec:
     every: int = 1
     kpis: list[str] | None = None
     chunk_size: int = 1000
+    #: how the chunks run: ``"ensemble"``, or ``"one run per variant: <why>"``
+    #: (:func:`co2twin.variant_runs.one_at_a_time`), decided when the spec is checked
+    mode: str = "ensemble"
     retries: int = 2
     bands: list[str] = field(default_factory=list)
     percentiles: list[float] = field(default_factory=lambda: [5.0, 50.0, 95.0])
@@ -376,23 +382,25 @@ def parse_sweep_spec(data: Any, *, source: str = "<sweep>", base_dir: str | Path
         sensitivity=list(sensitivity["kpis"]) if sensitivity else None,
         raw=json.loads(json.dumps(sweep, default=str)),
     )
+    base = None
     if not problems:
-        problems += _against_scenario(spec, scenario_source)
-    if problems:
+        found, base = _against_scenario(spec, scenario_source)
+        problems += found
+    if problems or base is None:
         raise ScenarioError(problems, source)
-    if "chunk_size" not in sweep and _runs_one_at_a_time(spec, scenario_source):
-        spec = replace(spec, chunk_size=RUN_CHUNK)
-    return spec
+    return _with_mode(spec, base, chunk_given="chunk_size" in sweep)
 
 
-def _runs_one_at_a_time(spec: SweepSpec, scenario_source: str) -> bool:
-    """Whether the sweep's chunks run their variants one at a time
-    (:func:`co2twin.variant_runs.one_at_a_time`)."""
-    from .scenario import parse_scenario
+def _with_mode(spec: SweepSpec, base: Scenario, *, chunk_given: bool) -> SweepSpec:
+    """``spec`` with how its chunks run (:func:`co2twin.variant_runs.one_at_a_time`), and the
+    chunk size of runs one at a time where the spec gives none."""
     from .variant_runs import one_at_a_time
 
-    scenario = parse_scenario(spec.scenario_data, source=scenario_source, base_dir=spec.base_dir)
-    return one_at_a_time(scenario, [*spec.grid, *spec.lists, *spec.distributions]) is not None
+    why = one_at_a_time(base, [*spec.grid, *spec.lists, *spec.distributions])
+    if why is None:
+        return spec
+    return replace(spec, mode=f"one run per variant: {why}",
+                   chunk_size=spec.chunk_size if chunk_given else RUN_CHUNK)
 
 
 def _read_file(path: Path) -> Any:
@@ -558,8 +566,9 @@ def _scenario_data(value: str | Mapping[str, Any], base_dir: Path, source: str,
     return data, path.parent, str(path)
 
 
-def _against_scenario(spec: SweepSpec, scenario_source: str) -> list[str]:
-    """The base scenario and the extreme variants parse; kept signals and KPIs exist."""
+def _against_scenario(spec: SweepSpec, scenario_source: str) -> tuple[list[str], Scenario | None]:
+    """The base scenario and the extreme variants parse; kept signals and KPIs exist. Returns
+    the problems and the base scenario (None if it does not parse)."""
     from .ensemble import apply_variant
     from .scenario import parse_scenario
     from .scenario_checks import recorded_signals
@@ -568,7 +577,7 @@ def _against_scenario(spec: SweepSpec, scenario_source: str) -> list[str]:
     try:
         base = parse_scenario(spec.scenario_data, source=scenario_source, base_dir=spec.base_dir)
     except ScenarioError as exc:
-        return [f"sweep.scenario: expected a valid scenario, found: {exc}"]
+        return [f"sweep.scenario: expected a valid scenario, found: {exc}"], None
     # each path's smallest and largest value (or every value that is not a number) in a variant
     for path, values in _extremes(spec).items():
         for value in values:
@@ -583,7 +592,7 @@ def _against_scenario(spec: SweepSpec, scenario_source: str) -> list[str]:
                 problems.append(f"{_block(spec, path)}.{path}: the scenario with {path} = {value!r} "
                                 f"is invalid: {lines}")
                 break
-    return problems + _name_problems(spec, recorded_signals(base))
+    return problems + _name_problems(spec, recorded_signals(base)), base
 
 
 def _name_problems(spec: SweepSpec, recorded: Sequence[str]) -> list[str]:

@@ -22,7 +22,7 @@ import yaml
 from co2twin.ensemble import apply_variant, run_ensemble, scalar_components
 from co2twin.kpi import balances, flags, kpis
 from co2twin.scenario import parse_scenario, run
-from co2twin.sweep import chunk_mode, plan_chunks, run_chunk
+from co2twin.sweep import plan_chunks, run_chunk
 from co2twin.sweep_spec import parse_sweep_spec
 from co2twin.variant_runs import run_variants
 from cosim.errors import ScenarioError
@@ -180,7 +180,7 @@ def _sizing_spec(tmp_path: Path, **extra):
 
 def test_a_sweep_chunk_of_the_supply_runs_one_run_per_variant(tmp_path):
     _, spec = _sizing_spec(tmp_path)
-    assert chunk_mode(spec) == ("one run per variant: supply.pv.peak_power, supply.battery.capacity "
+    assert spec.mode == ("one run per variant: supply.pv.peak_power, supply.battery.capacity "
                                 "vary the solar supply's parameters")
     tasks = plan_chunks(spec, tmp_path / "out")
     assert [len(t.variants) for t in tasks] == [3, 1]
@@ -202,12 +202,12 @@ def test_a_sweep_chunk_of_the_supply_runs_one_run_per_variant(tmp_path):
 def test_an_ensemble_capable_sweep_keeps_its_ensembles():
     spec = parse_sweep_spec({"sweep": {"scenario": {"name": "p", "duration": 60, "step": 1.0},
                                        "grid": {"inputs.current": [4.0, 5.0]}}})
-    assert chunk_mode(spec) == "ensemble"
+    assert spec.mode == "ensemble"
     # the supply over the weather, its sizes fixed: ensembles too
     weather = parse_sweep_spec({"sweep": {"scenario": {**SUNNY, "duration": "1 h"},
                                           "grid": {"inputs.pv.clearness": [0.4, 0.9]}}},
                                base_dir=ROOT / "scenarios")
-    assert chunk_mode(weather) == "ensemble" and weather.chunk_size == 1000
+    assert weather.mode == "ensemble" and weather.chunk_size == 1000
 
 
 def test_co2twin_sweep_sizes_the_supply_and_says_how_it_runs(tmp_path):

@@ -44,7 +44,7 @@ def sweep_command(
     FOLDER/kpis.parquet, and FOLDER/summary.json gets the KPI intervals (p5/p50/p95), the worst
     balances, and the sensitivity indices and percentile-band plot the spec asks for.
     """
-    from co2twin.sweep import chunk_mode, run_sweep
+    from co2twin.sweep import run_sweep
     from co2twin.sweep_spec import load_sweep_spec
 
     show = out.is_terminal if progress is None else progress
@@ -52,8 +52,7 @@ def sweep_command(
                    console=err, disable=not show, transient=True)
     try:
         sweep = load_sweep_spec(spec)
-        mode = chunk_mode(sweep)
-        each = "each one ensemble" if mode == "ensemble" else f"each {mode}"
+        each = "each one ensemble" if sweep.mode == "ensemble" else f"each {sweep.mode}"
         err.print(f"{sweep.name}: {sweep.n_variants:,} variants in chunks of {sweep.chunk_size:,} "
                   f"({each}); results in {output}", markup=False, highlight=False, soft_wrap=True)
         task: list[Any] = []
