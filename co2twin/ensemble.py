@@ -58,7 +58,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from components.plant import FLAGS, KEY_SIGNALS, recorded_as, resolve_input
+from components.plant import FLAGS, KEY_SIGNALS, recorded_as
 
 from cosim.ensemble_recorder import EnsembleRecorder
 from cosim.errors import ScenarioError, WiringError
@@ -81,7 +81,7 @@ from .scenario import (
 )
 from .scenario_schema import InputSpec, Scenario
 from .supply import COMPONENTS as SUPPLY_COMPONENTS
-from .supply import CURRENT_REQUEST, redirect_event
+from .supply import driven_input, redirect_event
 from .supply_schema import PROFILE_PORTS
 from .variant_paths import PATHS, SUPPLY_SECTIONS, VariantPath, apply_variant, parse_path, probe
 
@@ -125,16 +125,6 @@ def _plan(scenario: Scenario, variants: Sequence[Mapping[str, Any]],
                 lists[path] = values
             values[i] = value
     return plan
-
-
-def _driven(target: str, sim: Simulation) -> str:
-    """The input of ``sim`` that scenario input ``target`` drives: with a solar supply, the
-    ``current`` input (the power supply's set point) is the current asked of its energy
-    manager (:func:`co2twin.supply.attach_supply`), which then drives the set point."""
-    if target not in sim.external_inputs and CURRENT_REQUEST in sim.external_inputs \
-            and target == resolve_input("current"):
-        return CURRENT_REQUEST
-    return target
 
 
 def _supply_refusal(path: str, p: VariantPath) -> str:
@@ -510,7 +500,7 @@ def build_ensemble(scenario: Scenario, variants: Sequence[Mapping[str, Any]]) ->
         profiles: dict[str, Profile] = {}
         for target in sim.external_inputs:
             fields = {p.key[1]: v for p, v in plan.items()
-                      if p.kind == "input" and _driven(p.key[0], sim) == target}
+                      if p.kind == "input" and driven_input(p.key[0], sim.external_inputs) == target}
             profiles[target] = _input_profile(scenario, sim, target, fields, n)
             sim.drive(target, profiles[target])
         _schedule_events(scenario, sim, plan, n, _Drives(profiles))

@@ -17,6 +17,7 @@ recorded flows and counters.
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ from .supply_schema import CLASSES, PROFILE_PORTS, SHARED
 __all__ = ["COMPONENTS", "CURRENT_REQUEST", "MANAGER_SETPOINT", "attach_supply", "supply_kpis",
            "supply_balances",
            "runs_after_sunset", "SUPPLY_KPI_UNITS", "SUPPLY_FLAGS", "checked_wiring",
-           "redirect_current", "redirect_event"]
+           "redirect_current", "redirect_event", "driven_input"]
 
 #: the supply's components, by the name their signals carry
 COMPONENTS = tuple(CLASSES)
@@ -69,6 +70,16 @@ def checked_wiring() -> list[Connection]:
     :data:`CURRENT_REQUEST` by :func:`attach_supply`."""
     return ([Connection(a, b) for a, b in _WIRES if b != _SETPOINT]
             + [Connection(a, b, delayed=True) for a, b in _FEEDBACK])
+
+
+def driven_input(target: str, external_inputs: Collection[str]) -> str:
+    """The input of a built simulation (its unconnected ``external_inputs``) that the scenario
+    input ``target`` (``component.port``) drives: itself, or with a supply, for the power
+    supply's current set point, :data:`CURRENT_REQUEST` (what :func:`attach_supply` moves
+    the ``current`` input, events on it and an agent's current to)."""
+    if target == _SETPOINT and target not in external_inputs and CURRENT_REQUEST in external_inputs:
+        return CURRENT_REQUEST
+    return target
 
 
 def redirect_current(connections: list[Connection]) -> list[Connection]:

@@ -24,7 +24,7 @@ from cosim.simulation import Simulation
 from .controllers import SPEC_PARAMETERS
 from .scenario import _close, build, parse_scenario
 from .scenario_schema import ModelsSpec, Scenario
-from .supply import CURRENT_REQUEST
+from .supply import driven_input
 from .supply_schema import PROFILE_PORTS
 
 __all__ = ["PATHS", "SUPPLY_SECTIONS", "VariantPath", "apply_variant", "parse_path", "probe"]
@@ -155,9 +155,7 @@ def _supply_path(path: str, rest: str, scenario: Scenario, where: str) -> Varian
 def _is_input(name: str, sim: Simulation) -> bool:
     """Whether ``name`` is an input of the scenario: with a solar supply, the ``current`` input
     is the current asked of its energy manager (:func:`co2twin.supply.attach_supply`)."""
-    target = resolve_input(name)
-    return target in sim.external_inputs or (
-        target == resolve_input("current") and CURRENT_REQUEST in sim.external_inputs)
+    return driven_input(resolve_input(name), sim.external_inputs) in sim.external_inputs
 
 
 def apply_variant(scenario: Scenario, variant: Mapping[str, Any], *,

@@ -25,7 +25,7 @@ from cosim.units import converter
 from ..controllers import actuator_target, in_unit, with_case_setpoints
 from ..scenario import build, load_scenario
 from ..scenario_checks import Semantics, read_csv_profile
-from ..supply import CURRENT_REQUEST, MANAGER_SETPOINT
+from ..supply import CURRENT_REQUEST, MANAGER_SETPOINT, driven_input
 from ..scenario_schema import (
     CaseSpec,
     ControllerSpec,
@@ -185,13 +185,14 @@ class ControlCase:
         feeding it (the controller's), or the input itself when nothing does. With a
         supply the current's command is the energy manager's request (co2twin.supply)."""
         fed = {c.target: c.source for c in sim.connections}
-        return {a: fed.get(m, m) for a, m in zip(self.actuators, self.settable(sim), strict=True)}
+        moved = {a: CURRENT_REQUEST for a in self.actuators if fed.get(a) == MANAGER_SETPOINT}
+        return {a: fed.get(moved.get(a, a), moved.get(a, a)) for a in self.actuators}
 
     def settable(self, sim: Simulation) -> list[str]:
-        """The input an agent sets (``sim.set``) for each actuator: the actuator itself, or, where
-        the solar supply's energy manager drives it (the current), the manager's request."""
-        fed = {c.target: c.source for c in sim.connections}
-        return [CURRENT_REQUEST if fed.get(a) == MANAGER_SETPOINT else a for a in self.actuators]
+        """The input an agent sets (``sim.set``) for each actuator of the case built without a
+        controller: the actuator itself, or with the solar supply, for the current, the energy
+        manager's request (:func:`co2twin.supply.driven_input`)."""
+        return [driven_input(a, sim.external_inputs) for a in self.actuators]
 
 
 def _validated(data: Any, where: str) -> Any:
