@@ -75,10 +75,11 @@ class KerasFile:
         return str(self.path)
 
     @classmethod
-    def read(cls, path: str | Path) -> KerasFile:
-        """Read and check the archive; :class:`ModelError` names the file and what is wrong."""
+    def read(cls, path: str | Path, content: bytes | None = None) -> KerasFile:
+        """Read and check the archive; :class:`ModelError` names the file and what is wrong.
+        ``content``: the file's bytes, already read (then parsed instead of reading it again)."""
         path = Path(path)
-        raw, names = _members(path)
+        raw, names = _members(path, content)
         where = str(path)
         if "config.json" not in raw:
             raise ModelError(f"{where}: the archive has no config.json, so it is not a Keras 3 .keras file")
@@ -110,13 +111,14 @@ class KerasFile:
         return Weights(self.where, h5, self.model_layers)
 
 
-def _members(path: Path) -> tuple[dict[str, bytes], set[str]]:
-    """The archive's members this reader uses, and the names of all its members."""
+def _members(path: Path, content: bytes | None = None) -> tuple[dict[str, bytes], set[str]]:
+    """The archive's members this reader uses, and the names of all its members (of
+    ``content`` if given, else of the file)."""
     where = str(path)
-    if not path.is_file():
+    if content is None and not path.is_file():
         raise ModelError(f"{where}: no such model file" if not path.exists() else f"{where}: not a file")
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(path if content is None else io.BytesIO(content)) as zf:
             names = set(zf.namelist())
             return {n: zf.read(n) for n in _MEMBERS if n in names}, names
     except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, zlib.error) as exc:

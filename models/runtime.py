@@ -13,10 +13,10 @@ Multi-output models return their outputs' units side by side, in
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -212,20 +212,31 @@ def load_keras(path: str | Path) -> Network:
         content = Path(path).read_bytes()  # ~50-70 kB; parsing it costs ~100x the hash
     except OSError:
         return _read(Path(path))  # not there (or unreadable): KerasFile.read says so, naming it
-    return _kept(str(path), hashlib.blake2b(content, digest_size=16).hexdigest())
+    key = (str(path), hashlib.blake2b(content, digest_size=16).hexdigest())
+    with _KEPT_LOCK:
+        found = _KEPT.get(key)
+    if found is None:
+        # the bytes hashed are the bytes parsed: a file rewritten in between is not kept under
+        # the old content's hash (a network parsed twice by two threads at once is harmless)
+        found = _read(Path(path), content)
+        found.freeze()
+        with _KEPT_LOCK:
+            if len(_KEPT) >= _KEEP_AT_MOST:
+                del _KEPT[next(iter(_KEPT))]  # the first kept
+            _KEPT[key] = found
+    return found
 
 
-@functools.lru_cache(maxsize=64)
-def _kept(path: str, digest: str) -> Network:
-    """:func:`_read` of ``path``, once per path and content (``digest``)."""
-    network = _read(Path(path))
-    network.freeze()
-    return network
+#: the networks :func:`load_keras` has read, by path and a hash of the file's bytes
+_KEPT: dict[tuple[str, str], Network] = {}
+_KEPT_LOCK = threading.Lock()
+_KEEP_AT_MOST = 64
 
 
-def _read(path: Path) -> Network:
-    """The file compiled to a :class:`Network`, or a :class:`ModelError` naming what is wrong."""
-    file = KerasFile.read(path)
+def _read(path: Path, content: bytes | None = None) -> Network:
+    """The file (or its ``content``) compiled to a :class:`Network`, or a :class:`ModelError`
+    naming what is wrong."""
+    file = KerasFile.read(path, content)
     where = file.where
     for layer in file.layers:
         if layer["class_name"] not in SUPPORTED_LAYERS or layer.get("registered_name") not in (

@@ -22,14 +22,14 @@ def reads(monkeypatch):
     count = []
     original = KerasFile.read.__func__
 
-    def counting(cls, path):
+    def counting(cls, path, content=None):
         count.append(Path(path).name)
-        return original(cls, path)
+        return original(cls, path, content)
 
     monkeypatch.setattr(KerasFile, "read", classmethod(counting))
-    runtime._kept.cache_clear()
+    runtime._KEPT.clear()
     yield count
-    runtime._kept.cache_clear()
+    runtime._KEPT.clear()
 
 
 def test_a_file_is_parsed_once_and_read_again_when_it_changes(tmp_path, reads):
@@ -44,6 +44,27 @@ def test_a_file_is_parsed_once_and_read_again_when_it_changes(tmp_path, reads):
     assert second is not first and len(reads) == 2
     x = np.full((1, second.n_columns), 0.3)
     assert np.array_equal(second.predict(x), runtime._read(other).predict(x))
+
+
+def test_the_network_kept_is_the_content_hashed_even_if_the_file_changes_meanwhile(
+        tmp_path, reads, monkeypatch):
+    path = tmp_path / "m.keras"
+    first, other = TRAINED / "fe_formate.hybrid.keras", TRAINED / "outlet_co2_fraction.hybrid.keras"
+    shutil.copy(first, path)
+    read_bytes = Path.read_bytes
+
+    def rewritten_after_reading(self):
+        content = read_bytes(self)
+        if self == path:  # another writer replaces the file right after load_keras read it
+            shutil.copy(other, path)
+        return content
+
+    monkeypatch.setattr(Path, "read_bytes", rewritten_after_reading)
+    loaded = runtime.load_keras(path)
+    x = np.full((1, loaded.n_columns), 0.3)
+    assert np.array_equal(loaded.predict(x), runtime._read(first).predict(x))
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    assert runtime.load_keras(path).predict(x).tolist() == runtime._read(other).predict(x).tolist()
 
 
 def test_kept_networks_are_read_only_and_model_sets_keep_their_own_banks(reads):
