@@ -26,6 +26,7 @@ DECIMALS: dict[str, int | None] = {
     "service_executions_rows_per_s": 1, "api_advance_ms": 3,
     "gym_env_steps_per_s": 1, "gym_hybrid_steps_per_s": 1, "gym_vs_hybrid_ratio": 4,
     "bare_simpy_steps_per_s": 1, "recorded_24h_steps_per_s": 1, "recorded_vs_bare_ratio": 4,
+    "recorded_engine_steps_per_s": 1, "recorded_bound_vs_bare_ratio": 4,
     "ensemble_variants": None, "ensemble_steps": None, "ensemble_scenario_steps_per_s": 1,
     "ensemble_single_steps_per_s": 1, "ensemble_vs_single_ratio": 2,
     "sweep_variants": None, "sweep_chunk_size": None, "sweep_workers": None, "sweep_variants_per_s": 1,
@@ -104,6 +105,31 @@ def test_ratio_is_the_quotient_of_the_figures_beside_it(figures, ratio, numerato
     low = (n - half[numerator]) / (d + half[denominator]) - half[ratio]
     high = (n + half[numerator]) / (d - half[denominator]) + half[ratio]
     assert low * (1 - 1e-12) <= r <= high * (1 + 1e-12), (ratio, r, f"{numerator}/{denominator}", n / d)
+
+
+def test_the_recorded_bound_derives_from_the_figures_beside_it(figures):
+    """recorded_bound_vs_bare_ratio = bare step / (bare step + the components' time a step), the
+    components' time being the recorded run's step less the held run's (engine alone)."""
+    bare, run, held = (figures[k] for k in ("bare_simpy_steps_per_s", "recorded_24h_steps_per_s",
+                                             "recorded_engine_steps_per_s"))
+    components = max(1 / run - 1 / held, 0.0)
+    assert figures["recorded_bound_vs_bare_ratio"] == pytest.approx((1 / bare) / (1 / bare + components),
+                                                                    abs=2e-4)
+    assert held > run  # with the physics held, a step costs less
+
+
+def test_holding_the_outputs_leaves_the_engine_and_stops_the_physics():
+    """_hold_outputs: each component returns its first step's outputs at every step, so what the
+    held run times is the engine, SimPy and the recorder."""
+    from co2twin.bench import BENCH_24H, _hold_outputs
+    from co2twin.scenario import build, parse_scenario
+
+    scenario = parse_scenario({**BENCH_24H, "duration": 50}, source="<test>")
+    frame = _hold_outputs(build(scenario)).run(scenario.end, progress=False)
+    moving = build(scenario).run(scenario.end, progress=False)
+    for name in ("reactor.cell_voltage", "reactor.cell_temperature", "separation.tank_formate_conc"):
+        assert frame[name].iloc[1:].nunique() == 1, name
+        assert moving[name].iloc[1:].nunique() > 1, name
 
 
 def test_null_figures_come_with_a_note(figures):
