@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
-from collections.abc import Mapping
+from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
 
 import yaml
 from pydantic import ValidationError
@@ -51,11 +51,15 @@ from .scenario_schema import (
     SensorEvent,
     SetEvent,
     SupplyDropEvent,
+    keys_at,
+    unknown_key,
 )
 from cosim.simulation import Simulation
 
 __all__ = ["Scenario", "add_derived_columns", "add_limit_flags", "build", "envelopes", "json_schema",
            "load_scenario", "parse_scenario", "run", "run_attrs", "shorten_paths", "validate"]
+
+_T = TypeVar("_T")
 
 MAX_FILE_BYTES = 5_000_000
 MAX_YAML_NODES = 200_000
@@ -121,7 +125,13 @@ def _count_nodes(node: Any, budget: list[int]) -> None:
             _count_nodes(value, budget)
 
 
-def _read_yaml(text: str, source: str) -> Any:
+def _read_yaml(text: str, source: str, duplicates: list[str] | None = None) -> Any:
+    """The data of YAML ``text`` (safe; ``source`` names it in errors).
+
+    A key given twice is an error: with ``duplicates`` (a list) its lines are added there
+    and the data returned (the later value kept), so that the caller reports them with the
+    file's other problems; without, they are raised at once.
+    """
     try:
         loader = _Loader(text)
         try:
@@ -130,8 +140,11 @@ def _read_yaml(text: str, source: str) -> Any:
                 return None
             _count_nodes(node, [MAX_YAML_NODES])
             data = loader.construct_document(node)
-            if loader.duplicates:
-                raise ScenarioError([text for *_, text in sorted(loader.duplicates)], source)
+            found = [text for *_, text in sorted(loader.duplicates)]
+            if found and duplicates is None:
+                raise ScenarioError(found, source)
+            if duplicates is not None:
+                duplicates += found
             return data
         finally:
             loader.dispose()
@@ -187,8 +200,22 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(
             f"expected a YAML file in UTF-8, found byte {raw[exc.start]:#04x} at offset "
             f"{exc.start} that is not UTF-8", source) from None
-    data = _read_yaml(text, source)
-    return parse_scenario(data, source=source, base_dir=path.parent)
+    duplicates: list[str] = []
+    data = _read_yaml(text, source, duplicates)
+    return _with_duplicates(duplicates, lambda: parse_scenario(data, source=source,
+                                                              base_dir=path.parent), source)
+
+
+def _with_duplicates(duplicates: list[str], parse: Callable[[], _T], source: str) -> _T:
+    """``parse()``'s result; when the file repeated keys, a :class:`ScenarioError` listing the
+    duplicates and every problem ``parse`` finds in the rest of the file."""
+    if not duplicates:
+        return parse()
+    try:
+        parse()
+    except ScenarioError as exc:
+        raise ScenarioError([*duplicates, *exc.problems], source) from None
+    raise ScenarioError(duplicates, source)
 
 
 def parse_scenario(
@@ -215,13 +242,13 @@ def parse_scenario(
     data = dict(data)
     for key in NOT_IN_FILES:  # fields of Scenario that come from the loader, not the file
         if key in data:
-            problems.append(f"{key}: unknown key")
+            problems.append(unknown_key(key, key, _file_keys(())))
             del data[key]
     extra = {"base_dir": Path(base_dir), "source": source}
     try:
         scenario = Scenario.model_validate({**data, **extra})
     except ValidationError as exc:
-        errors = [_untagged(err) for err in exc.errors()]
+        errors = [_untagged(_with_keys(err)) for err in exc.errors()]
         problems += [_describe(err) for err in errors]
         partial, timing, index = _without_errors(data, errors)
         rest: Scenario | None
@@ -231,7 +258,8 @@ def parse_scenario(
             rest = None
         if rest is not None:
             problems += Semantics(rest, timing=timing, event_index=index["events"],
-                                  connection_index=index["connections"]).check()
+                                  connection_index=index["connections"],
+                                  supply_failed="supply" in data and "supply" not in partial).check()
         raise ScenarioError(problems, source) from None
     semantics = Semantics(scenario)
     problems += semantics.check()
@@ -276,6 +304,21 @@ def _converted(spec: Any, to: str | None) -> Any:
     return spec.model_copy(update=update)
 
 
+def _file_keys(loc: tuple[Any, ...]) -> list[str] | None:
+    """The keys a scenario file may give at ``loc`` (pydantic's, union tags included)."""
+    keys = keys_at(Scenario, loc)
+    return [k for k in keys if k not in NOT_IN_FILES] if keys is not None and not loc else keys
+
+
+def _with_keys(err: Any) -> Any:
+    """An unknown key's error with the keys taken at its place (``ctx["expected"]``), found
+    while its location still has the tags that say which kind of event or controller it is."""
+    if err["type"] != "extra_forbidden":
+        return err
+    keys = _file_keys(tuple(err["loc"])[:-1])
+    return {**err, "ctx": {**(err.get("ctx") or {}), "expected": keys}}
+
+
 def _untagged(err: Any) -> Any:
     """The error without the tag of ``plant``'s union in its location."""
     loc = tuple(err["loc"])
@@ -288,7 +331,7 @@ def _untagged(err: Any) -> Any:
     return err
 
 
-_SECTIONS = ("inputs", "plant", "limits", "rates", "models", "components", "controllers")
+_SECTIONS = ("inputs", "plant", "limits", "rates", "models", "components", "controllers", "supply")
 _LISTS = ("events", "connections")
 _TIMING = ("start", "duration", "step")
 
@@ -372,7 +415,6 @@ _MAPPING_TYPES = ("dict_type", "model_type", "model_attributes_type")
 
 #: pydantic error type -> our message; fields: ``where``, ``found`` and the error's context
 _MESSAGES = {
-    "extra_forbidden": "{where}: unknown key",
     "missing": "{where}: required key missing",
     "union_tag_not_found": "{where}.type: required key missing (it says which kind of event this is)",
     **dict.fromkeys(_MAPPING_TYPES, "{where}: expected a mapping, found {found}"),
@@ -402,6 +444,8 @@ def _describe(err: Mapping[str, Any]) -> str:
     where = _path(loc)
     if loc and loc[-1] == "[key]":  # a mapping key failed, e.g. an empty input name
         where, found = f"{_path(loc[:-2])} (a key)", loc[-2]
+    if kind == "extra_forbidden":
+        return unknown_key(where, loc[-1] if loc else "", ctx.get("expected"))
     if kind == "union_tag_invalid":
         tag = found.get("type") if isinstance(found, Mapping) else found
         return f"{where}.type: expected one of {ctx.get('expected_tags', '?')}, found {_shown(tag)}"

@@ -62,12 +62,13 @@ class Semantics:
 
     ``timing=False`` (start, duration or step failed the schema) skips the checks
     that compare times with the run; ``event_index`` maps the events checked to
-    their index in the file when some events failed the schema.
+    their index in the file when some events failed the schema; ``supply_failed`` (the
+    ``supply:`` section failed the schema as a whole) leaves the supply's signals unchecked.
     """
 
     def __init__(
         self, scenario: Scenario, *, timing: bool = True, event_index: list[int] | None = None,
-        connection_index: list[int] | None = None,
+        connection_index: list[int] | None = None, supply_failed: bool = False,
     ) -> None:
         self.s = scenario
         self.timing = timing
@@ -88,7 +89,8 @@ class Semantics:
             self.stages.update(SUPPLY_CLASSES)
             self.redirected.add("power.current_setpoint")
         #: scenario components whose file could not be read (their ports are unknown)
-        self.broken: set[str] = set()
+        self.broken: set[str] = set(SUPPLY_CLASSES) if supply_failed else set()
+        self.supply_failed = supply_failed
         self._components()
         self.ports: dict[str, Port] = {}
         for cname, cls in self.stages.items():
@@ -583,7 +585,8 @@ class Semantics:
         return actuators
 
     def _thresholds(self, case: CaseSpec) -> None:
-        supply = (self.s.supply is not None, "a supply (the scenario's supply: section)")
+        supply = (self.s.supply is not None or self.supply_failed,
+                  "a supply (the scenario's supply: section)")
         needs = {"energy_cost": (case.price is not None, "a price (case.price)"),
                  "grid_cost": supply, "solar_fraction": supply,
                  "time_outside_s": (bool(case.constraints), "constraints (case.constraints)"),

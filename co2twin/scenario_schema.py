@@ -5,11 +5,13 @@ loading and building in :mod:`co2twin.scenario`.
 """
 from __future__ import annotations
 
+import difflib
 import math
 import re
+import types
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from collections.abc import Iterable, Mapping, Sequence
 
 from pydantic import (
     AfterValidator,
@@ -38,6 +40,7 @@ __all__ = [
     "ConnectionSpec", "PLANT_TAGS", "NOT_IN_FILES", "ControllerSpec", "PidSpec", "OnOffSpec",
     "RatioSpec", "OpenLoopSpec", "PythonSpec", "ControlLimits", "GainsSpec", "FeedForwardSpec",
     "CaseSpec", "ObjectiveSpec", "ThresholdSpec", "DisturbanceSpec", "CONTROL_KPIS", "CONTROLLER_TYPES",
+    "unknown_key", "keys_at",
     "SupplySpec",
 ]
 
@@ -693,3 +696,86 @@ class Scenario(_Strict):
 
 #: fields of :class:`Scenario` that come from the loader, not from the file
 NOT_IN_FILES = ("base_dir", "source")
+
+
+# -- unknown keys: what the message says was expected -------------------------------------------
+def unknown_key(where: str, key: Any, expected: Iterable[str] | None) -> str:
+    """The one message for a key a mapping does not take: ``where: unknown key; expected one
+    of: a, b, c (did you mean 'b'?)``. ``expected``: the keys taken there (None: not known)."""
+    names = list(expected or ())
+    if not names:
+        return f"{where}: unknown key"
+    near = difflib.get_close_matches(str(key), names, n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return f"{where}: unknown key; expected one of: {', '.join(names)}{hint}"
+
+
+def keys_at(model: Any, loc: Sequence[Any]) -> list[str] | None:
+    """The keys the pydantic model found along ``loc`` from ``model`` takes, as a file spells
+    them (aliases), or None when ``loc`` leads to no model.
+
+    ``loc`` is a pydantic error's location without its last part (the unknown key): field
+    names, mapping keys and list indexes, and the tags pydantic puts in for a union
+    (``events[0].set``, ``plant.overrides``, ``models.x.ModelFileSpec``).
+    """
+    tp: Any = model
+    parts = [p for p in loc if not (isinstance(p, str) and p.startswith("function-"))]
+    while True:
+        tp, tag = _stripped(tp)
+        if get_origin(tp) in (Union, types.UnionType):
+            tp = _member(get_args(tp), parts)
+            if tp is None:
+                return None
+            continue
+        if not parts:
+            break
+        part = parts.pop(0)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = next((f for name, f in tp.model_fields.items()
+                          if part in (name, f.alias)), None)
+            if field is None:
+                return None
+            tp = field.annotation
+        elif get_origin(tp) in (dict, Mapping):
+            tp = get_args(tp)[1]
+        elif get_origin(tp) in (list, Sequence) and isinstance(part, int):
+            tp = get_args(tp)[0]
+        else:
+            return None
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [f.alias or name for name, f in tp.model_fields.items()]
+    return None
+
+
+def _stripped(tp: Any) -> tuple[Any, str | None]:
+    """``tp`` without ``Annotated``, and the union tag its metadata gives, if any."""
+    tag = None
+    while get_origin(tp) is Annotated:
+        args = get_args(tp)
+        tag = next((m.tag for m in args[1:] if isinstance(m, Tag)), tag)
+        tp = args[0]
+    return tp, tag
+
+
+def _member(members: Sequence[Any], parts: list[Any]) -> Any:
+    """The member of a union ``parts`` goes on in: the one its first part names (a tag, a
+    ``type`` literal or a class name; that part is then taken), else the only one that is a
+    model or a mapping. None when that does not decide."""
+    flat: list[Any] = []
+    for member in members:  # a union inside a union (``ModelChoice | None``) counts as one
+        inner = _stripped(member)[0]
+        flat += get_args(inner) if get_origin(inner) in (Union, types.UnionType) else [member]
+    members = flat
+    for member in members:
+        inner, tag = _stripped(member)
+        names = {tag, getattr(inner, "__name__", None)}
+        if isinstance(inner, type) and issubclass(inner, BaseModel) and "type" in inner.model_fields:
+            names.update(get_args(inner.model_fields["type"].annotation))
+        if parts and isinstance(parts[0], str) and parts[0] in names:
+            parts.pop(0)
+            return member
+    nested = [m for m in members
+              if (isinstance(_stripped(m)[0], type) and issubclass(_stripped(m)[0], BaseModel))
+              or get_origin(_stripped(m)[0]) in (dict, Mapping)]
+    return nested[0] if len(nested) == 1 else None
+

@@ -345,25 +345,36 @@ def set_path(data: Mapping[str, Any], path: str, value: Any) -> dict[str, Any]:
 # -- loading -----------------------------------------------------------------------------
 def load_sweep_spec(path: str | Path) -> SweepSpec:
     """Read and check a sweep spec file; raise :class:`ScenarioError` naming every problem."""
+    from .scenario import _with_duplicates
+
     path = Path(path)
-    data = _read_file(path)
-    return parse_sweep_spec(data, source=str(path), base_dir=path.parent)
+    duplicates: list[str] = []
+    data = _read_file(path, duplicates)
+    return _with_duplicates(duplicates, lambda: parse_sweep_spec(data, source=str(path),
+                                                                 base_dir=path.parent), str(path))
 
 
 def parse_sweep_spec(data: Any, *, source: str = "<sweep>", base_dir: str | Path = ".") -> SweepSpec:
-    """Check already-parsed data as a sweep spec (schema, then meaning, then the base scenario)."""
+    """Check already-parsed data as a sweep spec (schema, then meaning, then the base scenario).
+
+    Every problem is reported at once: the later checks run on the parts that passed the
+    schema, and a line says what could not be checked, and why.
+    """
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(SPEC_SCHEMA)
     errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path])
-    problems = _dedupe([_describe(e) for e in errors])
-    if problems:
+    problems = _dedupe([line for e in errors for line in _lines(e)])
+    sweep, failed = _passed(data, errors)
+    if sweep is None:  # no sweep: mapping to check further
         raise ScenarioError(problems, source)
-    sweep = data["sweep"]
-    problems = _meaning(sweep)
+    problems += _meaning(sweep, failed)
     base_dir = Path(base_dir)
-    scenario_data, scenario_dir, scenario_source = _scenario_data(sweep["scenario"], base_dir, source,
-                                                                  problems)
+    read = len(problems)
+    scenario_data, scenario_dir, scenario_source = _scenario_data(
+        sweep.get("scenario", {}), base_dir, source, problems)
+    readable = "scenario" in sweep and len(problems) == read
+    why = "sweep.scenario has errors" if "scenario" in data["sweep"] else "sweep.scenario is missing"
     keep = sweep.get("keep", {})
     bands = sweep.get("bands", {})
     sensitivity = sweep.get("sensitivity")
@@ -383,9 +394,11 @@ def parse_sweep_spec(data: Any, *, source: str = "<sweep>", base_dir: str | Path
         raw=json.loads(json.dumps(sweep, default=str)),
     )
     base = None
-    if not problems:
+    if readable:
         found, base = _against_scenario(spec, scenario_source)
         problems += found
+    else:
+        problems += _not_checked(spec, why)
     if problems or base is None:
         raise ScenarioError(problems, source)
     return _with_mode(spec, base, chunk_given="chunk_size" in sweep)
@@ -403,8 +416,9 @@ def _with_mode(spec: SweepSpec, base: Scenario, *, chunk_given: bool) -> SweepSp
                    chunk_size=spec.chunk_size if chunk_given else RUN_CHUNK)
 
 
-def _read_file(path: Path) -> Any:
-    """The YAML data of ``path``, read as scenario files are (safe, duplicate keys refused)."""
+def _read_file(path: Path, duplicates: list[str] | None = None) -> Any:
+    """The YAML data of ``path``, read as scenario files are (safe, duplicate keys refused:
+    raised, or with ``duplicates`` added there, as :func:`co2twin.scenario._read_yaml` does)."""
     # the scenario loader's YAML reader: the same safety rules and messages for both files
     from .scenario import MAX_FILE_BYTES, _read_yaml
 
@@ -422,7 +436,7 @@ def _read_file(path: Path) -> Any:
     except UnicodeDecodeError as exc:
         raise ScenarioError(f"expected a YAML file in UTF-8, found a byte that is not UTF-8 at "
                             f"offset {exc.start}", source) from None
-    return _read_yaml(text, source)
+    return _read_yaml(text, source, duplicates)
 
 
 def _dedupe(items: list[str]) -> list[str]:
@@ -454,6 +468,19 @@ def _kind(value: Any) -> str:
 _SIGNS = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">"}
 
 
+def _lines(error: Any) -> list[str]:
+    """The lines of a JSON Schema error: one per unknown key (with the keys taken there), else
+    :func:`_describe`'s one."""
+    from .scenario_schema import unknown_key
+
+    found = error.instance
+    if error.validator == "additionalProperties" and isinstance(found, dict):
+        allowed = list(error.schema.get("properties", {}))
+        path = list(error.absolute_path)
+        return [unknown_key(_field([*path, key]), key, allowed) for key in found if key not in allowed]
+    return [_describe(error)]
+
+
 def _describe(error: Any) -> str:
     """One line for a JSON Schema error: the field, what was expected, what was found."""
     where = _field(list(error.absolute_path))
@@ -462,10 +489,6 @@ def _describe(error: Any) -> str:
     if kind == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         expected, found_text = f"the key {missing!r}", "none"
-    elif kind == "additionalProperties" and isinstance(found, dict):
-        allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(k for k in found if k not in allowed)
-        return f"{where}: unknown key(s) {', '.join(map(repr, extra))}; expected only {', '.join(allowed)}"
     elif kind == "type":
         types = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
         expected = wanted or " or ".join(types)
@@ -484,11 +507,48 @@ def _describe(error: Any) -> str:
     return f"{where}: expected {expected}, found {found_text}"
 
 
-def _meaning(sweep: Mapping[str, Any]) -> list[str]:
-    """What the schema cannot say: equal list lengths, sensible distributions, one block per path."""
+def _passed(data: Any, errors: Sequence[Any]) -> tuple[dict[str, Any] | None, set[str]]:
+    """The ``sweep:`` mapping without the parts that failed the schema, so that the later checks
+    see only what passed, and the keys of ``sweep:`` that had a part fail. (None, ...) when
+    there is no ``sweep:`` mapping."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("sweep"), Mapping):
+        return None, set()
+    sweep = dict(data["sweep"])
+    failed: set[str] = set()
+    for error in errors:
+        path = list(error.absolute_path)
+        if len(path) < 2 or path[0] != "sweep":
+            continue  # an unknown or missing key of sweep: (or the top level): nothing to drop
+        key = path[1]
+        failed.add(key)
+        block = sweep.get(key)
+        if key in ("grid", "lists", "distributions") and isinstance(block, Mapping):
+            # the entry that failed; a bad path's error stands at the block, with the path found
+            entry = path[2] if len(path) > 2 else error.instance
+            if isinstance(entry, str) and entry in block:
+                sweep[key] = {k: v for k, v in block.items() if k != entry}
+                continue
+        sweep.pop(key, None)
+    return sweep, failed
+
+
+def _not_checked(spec: SweepSpec, why: str) -> list[str]:
+    """One line naming the parts of ``spec`` that the base scenario checks, as not checked."""
+    parts = [f"sweep.{block}" for block in ("grid", "lists", "distributions") if getattr(spec, block)]
+    parts += [f"sweep.{name}" for name, given in (("keep.signals", spec.signals),
+              ("keep.kpis", spec.kpis), ("sensitivity.kpis", spec.sensitivity)) if given]
+    return [f"{', '.join(parts)}: not checked: {why}"] if parts else []
+
+
+def _meaning(sweep: Mapping[str, Any], failed: set[str]) -> list[str]:
+    """What the schema cannot say: equal list lengths, sensible distributions, one block per path.
+
+    ``failed``: the keys of ``sweep`` that had a part fail the schema (and were left out, in
+    part or whole); what they leave out is not reported again as missing.
+    """
     problems: list[str] = []
     grid, lists, dists = (sweep.get(k, {}) for k in ("grid", "lists", "distributions"))
-    if not (grid or lists or dists):
+    if not (grid or lists or dists) and not failed & {"grid", "lists", "distributions"}:
         problems.append("sweep: expected at least one of grid, lists, distributions, found none "
                         "(nothing varies)")
     lengths = {p: len(v) for p, v in lists.items()}
@@ -507,17 +567,17 @@ def _meaning(sweep: Mapping[str, Any]) -> list[str]:
         if path.startswith(PER_SCENARIO):
             problems.append(f"sweep.distributions.{path}: expected a path one ensemble can vary; "
                             "models.* chooses the surrogates: put it in grid or lists")
-    if dists and "samples" not in sweep:
+    if dists and "samples" not in sweep and "samples" not in failed:
         problems.append("sweep.samples: expected the number of samples of the distributions, "
                         "found none")
     sampling = sweep.get("sampling", "random")
-    if sampling != "random" and not dists:
+    if sampling != "random" and not dists and "distributions" not in failed:
         problems.append(f"sweep.sampling: {sampling} samples distributions; expected "
                         "sweep.distributions, found none")
     n = sweep.get("samples", 1)
     if sampling == "sobol" and n & (n - 1):
         problems.append(f"sweep.samples: Sobol sampling expected a power of 2, found {n}")
-    if "sensitivity" in sweep and sampling not in ("sobol", "morris"):
+    if "sensitivity" in sweep and sampling not in ("sobol", "morris") and "sampling" not in failed:
         problems.append("sweep.sensitivity: expected sampling: sobol or morris (the analysis needs "
                         f"their designs), found sampling: {sampling}")
     if not problems:
@@ -577,7 +637,8 @@ def _against_scenario(spec: SweepSpec, scenario_source: str) -> tuple[list[str],
     try:
         base = parse_scenario(spec.scenario_data, source=scenario_source, base_dir=spec.base_dir)
     except ScenarioError as exc:
-        return [f"sweep.scenario: expected a valid scenario, found: {exc}"], None
+        return [f"sweep.scenario: expected a valid scenario, found: {exc}",
+                *_not_checked(spec, "the base scenario has errors")], None
     # each path's smallest and largest value (or every value that is not a number) in a variant
     for path, values in _extremes(spec).items():
         for value in values:
@@ -641,6 +702,8 @@ def _extremes(spec: SweepSpec) -> dict[str, list[Any]]:
         others = [v for v in values if v not in numbers]
         out[path] = ([min(numbers), max(numbers)] if numbers else []) + others
     for path, dist in spec.distributions.items():
+        if _distribution_problems(path, dist) or path.startswith(PER_SCENARIO):
+            continue  # reported already; its quantiles mean nothing
         # the 0.01 % and 99.99 % quantiles: what a sample may reach in practice
         out[path] = [float(quantile(dist, 1e-4)), float(quantile(dist, 1 - 1e-4))]
     return out

@@ -162,7 +162,8 @@ def test_the_digest_covers_what_chunks_write_only():
     ({"grid": {"inputs.current": []}}, "sweep.grid.inputs.current: expected a non-empty list of values, "
                                        "found a list of 0"),
     ({"grid": {"bad path!": [1]}}, "expected a dotted scenario path"),
-    ({"grids": {"inputs.current": [1]}}, "sweep: unknown key(s) 'grids'; expected only"),
+    ({"grids": {"inputs.current": [1]}}, "sweep.grids: unknown key; expected one of: name, description, "
+                                         "scenario, grid, lists, "),
     ({"lists": {"inputs.current": [1, 2], "seed": [1, 2, 3]}},
      "sweep.lists: expected lists of one length (they are zipped), found inputs.current: 2, seed: 3"),
     ({"distributions": {"plant.reactor.fe_max": {"dist": "beta", "a": 1}}, "samples": 3},
@@ -216,11 +217,14 @@ def test_bad_files(tmp_path):
                for p in found)
     assert problems({"name": "a scenario"}) == [
         "(top level): expected the key 'sweep', found none",
-        "(top level): unknown key(s) 'name'; expected only sweep"]
+        "name: unknown key; expected one of: sweep"]
     dup = tmp_path / "dup.yaml"
     dup.write_text("sweep:\n  scenario: a.yaml\n  scenario: b.yaml\n")
-    with pytest.raises(ScenarioError, match=r"dup\.yaml: line 3, column 3: expected each key once"):
+    with pytest.raises(ScenarioError) as info:  # with the file's other problems
         load_sweep_spec(dup)
+    assert str(info.value).startswith(f"{dup}: ")
+    assert info.value.problems[0].startswith("line 3, column 3: expected each key once")
+    assert any(p.startswith("sweep: expected at least one of grid") for p in info.value.problems)
     with pytest.raises(ScenarioError, match=r"missing\.yaml: no such file"):
         load_sweep_spec(tmp_path / "missing.yaml")
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from cosim.errors import CosimError
 
 from .errors import Invalid, ServiceError
-from .experiment import ExperimentRequest
+from .experiment import ExperimentRequest, error_lines
 from .results import FORMATS, MEDIA_TYPES, as_csv, as_json, as_parquet
 from .service import Service
 from .untrusted import sanitise
@@ -128,22 +128,12 @@ class Advance(BaseModel):
     seconds: float | None = Field(default=None, gt=0)
 
 
-def _problems(exc: RequestValidationError) -> list[str]:
-    out = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
-        where = ".".join(loc) or "request"
-        found = repr(err.get("input"))
-        found = found if len(found) <= 60 else found[:57] + "..."
-        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        msg = msg.removeprefix("Input should be ")
-        if err.get("type") == "extra_forbidden":
-            out.append(f"{where}: unknown key")
-        elif err.get("type") == "missing":
-            out.append(f"{where}: required key missing")
-        else:
-            out.append(f"{where}: expected {msg[:1].lower() + msg[1:]}, found {found}")
-    return [sanitise(p) for p in out]
+def _problems(exc: RequestValidationError, request: Request) -> list[str]:
+    """One line per problem of a request; an unknown key's lists the keys the body takes there."""
+    route = request.scope.get("route")
+    body = getattr(getattr(route, "body_field", None), "field_info", None)
+    model = getattr(body, "annotation", None)
+    return [sanitise(p) for p in error_lines(exc.errors(), model, outer="body")]
 
 
 def _respond(frame: Any, fmt: str, name: str) -> Response:
@@ -222,7 +212,7 @@ def _errors(app: FastAPI, service: Service) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": "invalid", "problems": _problems(exc)}, status_code=422)
+        return JSONResponse({"error": "invalid", "problems": _problems(exc, request)}, status_code=422)
 
     @app.exception_handler(sa.exc.OperationalError)
     async def _database(request: Request, exc: sa.exc.OperationalError) -> JSONResponse:

@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import sqlalchemy as sa
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -20,6 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from sqlalchemy.engine import Engine
 
 from co2twin.scenario import Scenario
+from co2twin.scenario_schema import keys_at, unknown_key
 
 from .config import Pace, ServiceConfig, parse_pace
 from .db import base_experiments, electrodes, transaction
@@ -27,7 +28,8 @@ from .errors import Invalid
 from .untrusted import load_untrusted, sanitise
 
 __all__ = ["Overrides", "ExperimentRequest", "Prepared", "scenario_mapping", "prepare",
-           "request_problems", "parse_request", "resolve", "OVERRIDE_INPUTS", "VALCO2T_DEFAULTS"]
+           "request_problems", "error_lines", "parse_request", "resolve", "OVERRIDE_INPUTS",
+           "VALCO2T_DEFAULTS"]
 
 
 def _finite(value: Any) -> Any:
@@ -126,18 +128,29 @@ class ExperimentRequest(_Strict):
 
 def request_problems(exc: ValidationError, prefix: str = "request") -> list[str]:
     """Pydantic's errors as one line each: ``request.overrides.current: expected ..., found ...``."""
+    return error_lines(exc.errors(), ExperimentRequest, prefix=prefix)
+
+
+def error_lines(errors: Iterable[Mapping[str, Any]], model: Any, *, prefix: str = "",
+                outer: str | None = None) -> list[str]:
+    """One line per pydantic error of validating ``model``: ``prefix.field: expected ...,
+    found ...``; an unknown key's line lists the keys ``model`` takes there. ``outer``: the first
+    part of a location when it is not the model's (FastAPI's ``body``)."""
     out = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in (prefix, *err["loc"]))
+    for err in errors:
+        loc = tuple(err.get("loc", ()))
+        loc = loc[1:] if outer is not None and loc[:1] == (outer,) else loc
+        where = ".".join(str(p) for p in ((prefix, *loc) if prefix else loc)) or "request"
         found = repr(err.get("input"))
         found = found if len(found) <= 60 else found[:57] + "..."
-        message = err["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
-        if err["type"] == "extra_forbidden":
-            out.append(f"{where}: unknown key")
-        elif err["type"] == "missing":
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        message = message.removeprefix("Input should be ")
+        if err.get("type") == "extra_forbidden":
+            out.append(unknown_key(where, loc[-1] if loc else "", keys_at(model, loc[:-1])))
+        elif err.get("type") == "missing":
             out.append(f"{where}: required key missing")
         else:
-            out.append(f"{where}: expected {message[0].lower() + message[1:]}, found {found}")
+            out.append(f"{where}: expected {message[:1].lower() + message[1:]}, found {found}")
     return out
 
 
