@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from .scenario_schema import Scenario
 
 __all__ = ["ChunkTask", "ChunkRunner", "SweepRun", "run_sweep", "run_chunk", "ensemble_chunk",
-           "plan_chunks", "MANIFEST"]
+           "plan_chunks", "check_output", "MANIFEST"]
 
 MANIFEST = "manifest.json"
 _CHUNK = re.compile(r"^chunk=(\d{6})\.json$")
@@ -289,27 +289,38 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, scheduler: str | None = None,
     return run
 
 
-def _claim(out: Path, spec: SweepSpec, n_chunks: int, *, restart: bool) -> None:
-    """Write the manifest, or check that the folder holds this same sweep's chunks."""
+def check_output(spec: SweepSpec, out: str | Path, *, restart: bool = False) -> None:
+    """Raise :class:`ScenarioError` unless ``out`` can take ``spec``'s results: a new or empty
+    folder, or one of an earlier run of this same sweep (any sweep's, with ``restart``).
+    Reads only: :func:`run_sweep` checks the same before it writes anything."""
+    out = Path(out)
     manifest = out / MANIFEST
-    digest = spec.digest()
     if manifest.is_file():
         try:
             old = json.loads(manifest.read_text())
         except (OSError, ValueError) as exc:
             raise ScenarioError(f"expected a sweep manifest, found an unreadable file ({exc})",
                                 str(manifest)) from None
-        if restart:
-            _remove_sweep(out)
-        elif old.get("digest") != digest:
+        digest = spec.digest()
+        if not restart and old.get("digest") != digest:
             raise ScenarioError(
                 f"the folder holds another sweep's chunks (spec hash {str(old.get('digest'))[:12]}, "
                 f"this spec {digest[:12]}): name another output folder, or pass --restart to "
                 "delete them and start over", str(out))
-        _remove_leftovers(out)
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ScenarioError("expected a new or empty folder for the sweep's results (or one of an "
                             "earlier run of this sweep, to resume), found other files there", str(out))
+
+
+def _claim(out: Path, spec: SweepSpec, n_chunks: int, *, restart: bool) -> None:
+    """Write the manifest, or check that the folder holds this same sweep's chunks."""
+    check_output(spec, out, restart=restart)
+    manifest = out / MANIFEST
+    digest = spec.digest()
+    if manifest.is_file():
+        if restart:
+            _remove_sweep(out)
+        _remove_leftovers(out)
     record = {"digest": digest, "name": spec.name, "spec": spec.source, "variants": spec.n_variants,
               "chunk_size": spec.chunk_size, "chunks": n_chunks}
     with atomic_path(manifest) as tmp:

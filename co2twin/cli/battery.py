@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table as RichTable
 
-from .console import err, fail, json_safe, os_error, out
+from .console import default_write_folder, err, fail, import_trainer, json_safe, os_error, out
 from cosim.errors import CosimError
 
 battery_app = typer.Typer(no_args_is_help=True,
@@ -67,7 +67,8 @@ def train_command(
                                         "columns); default: the reference bench"),
     kinds: list[str] | None = typer.Option(None, "--kind", help="nn and/or hybrid (default: both)"),
     out_dir: Path | None = typer.Option(None, "--out", help="folder for the models and cards "
-                                        "(default: the committed models/trained/battery)"),
+                                        "(default: the committed models/trained/battery, in a "
+                                        "source checkout only)"),
     hidden: str | None = typer.Option(None, help="hidden layer widths, e.g. 64,64 (default: the "
                                       "pipeline's)"),
     activation: str | None = typer.Option(None, help="hidden activation, e.g. relu (default: the "
@@ -87,18 +88,17 @@ def train_command(
         widths = tuple(int(w) for w in hidden.split(",")) if hidden else None
     except ValueError:
         fail(f"--hidden: expected widths like 64,64, found {hidden!r}")
-    folder = out_dir or TRAINED_DIR
+    folder = out_dir or default_write_folder(TRAINED_DIR, "--out")
+    trainer = import_trainer("models.battery_train", "co2twin battery train")
     try:
-        from models.battery_train import DEFAULTS, train
-
-        settings: dict[str, Any] = {"epochs": epochs or DEFAULTS["epochs"]}
+        settings: dict[str, Any] = {"epochs": epochs or trainer.DEFAULTS["epochs"]}
         if widths:
             settings["hidden"] = widths
         if activation:
             settings["activation"] = activation
         log = _bench(seed) if data is None else data
         with err.status("training", spinner="dots") if err.is_terminal else _Quiet():
-            cards = train(log, out_dir=folder, kinds=chosen, seed=seed, **settings)
+            cards = trainer.train(log, out_dir=folder, kinds=chosen, seed=seed, **settings)
     except CosimError as exc:
         fail(exc)
     except OSError as exc:

@@ -62,10 +62,13 @@ def show_command(
 ) -> None:
     """What a test case asks: objective, set points, constraints, signals, thresholds, controllers."""
     from co2twin.control import load_case
-    from co2twin.scenario_schema import CONTROL_KPIS
+    from co2twin.control.kpis import bound_text, case_thresholds
 
     try:
         loaded = load_case(case)
+        units = loaded.units()
+        limits = loaded.constraints
+        thresholds = case_thresholds(loaded)
     except CosimError as exc:
         fail(exc)
     spec = loaded.spec
@@ -77,13 +80,16 @@ def show_command(
              f"  measurements: {', '.join(spec.measurements)}",
              f"  actuators: {', '.join(spec.actuators)}"]
     lines += [f"  set point: {s}" for s in spec.setpoints]
-    lines += [f"  constraint: {s} in [{'' if c.low is None else f'{c.low:g}'}, "
-              f"{'' if c.high is None else f'{c.high:g}'}]" for s, c in spec.constraints.items()]
+    for signal, (low, high) in limits.items():
+        # in the signal's unit (a unit: given in the case is converted), as the run checks it
+        span = f"in [{low:g}, {high:g}]" if low is not None and high is not None \
+            else bound_text(low, high)
+        lines.append(f"  constraint: {signal} {span}{_unit(units.get(signal, ''))}")
     lines += [f"  disturbance {n}: {d.description}" for n, d in spec.disturbances.items()]
     if spec.price is not None:
         lines.append("  price: known a day ahead (energy_cost)")
-    lines += [f"  threshold: {k} {_bound(b.min, b.max)} "
-              f"{CONTROL_KPIS[k][0].replace('unit', 'signal unit')}" for k, b in spec.kpis.items()]
+    lines += [f"  threshold: {kpi} {bound}{_unit(unit)}" + (f" ({signal})" if signal else "")
+              for kpi, signal, bound, unit in thresholds]
     lines += [f"  controller {n} ({c.type})" + (f": expected to {spec.expected[n]}"
                                                  if n in spec.expected else "")
               for n, c in spec.controllers.items()]
@@ -91,9 +97,9 @@ def show_command(
         out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-def _bound(low: float | None, high: float | None) -> str:
-    return " and ".join(([f">= {low:g}"] if low is not None else []) +
-                        ([f"<= {high:g}"] if high is not None else []))
+def _unit(unit: str) -> str:
+    """`` unit`` after a number; nothing for a dimensionless one ("1")."""
+    return "" if unit in ("", "1") else f" {unit}"
 
 
 def _run(case: Path, controllers: list[str], *, as_json: bool, csv: Path | None, plot: Path | None,

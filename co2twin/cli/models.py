@@ -13,7 +13,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table as RichTable
 
-from .console import err, fail, json_safe, os_error, out
+from .console import (
+    SOURCE_ROOT,
+    default_write_folder,
+    err,
+    fail,
+    import_trainer,
+    json_safe,
+    os_error,
+    out,
+)
 from cosim.errors import CosimError
 
 data_app = typer.Typer(no_args_is_help=True, help="Plant logs: generate a test campaign.")
@@ -65,8 +74,9 @@ def train_command(
     variables: list[str] | None = typer.Option(None, "--variables", "--variable",
                                                   help="variable(s) to train (default: all)"),
     kinds: list[str] | None = typer.Option(None, "--kind", help="nn and/or hybrid (default: both)"),
-    out_dir: Path = typer.Option(None, "--out", help="folder for the models and cards "
-                                 "(default: the committed models/trained)"),
+    out_dir: Path | None = typer.Option(None, "--out", help="folder for the models and cards "
+                                        "(default: the committed models/trained, in a source "
+                                        "checkout only)"),
     epochs: int | None = typer.Option(None, min=1, help="most epochs per model (early stopping ends sooner)"),
     seed: int = typer.Option(0, help="seed of splits, initial weights and shuffling"),
 ) -> None:
@@ -79,14 +89,13 @@ def train_command(
     bad = [v for v in variables if v not in VARIABLES] + [k for k in kinds if k not in FILE_KINDS]
     if bad:
         fail(f"unknown {', '.join(bad)}; variables: {', '.join(VARIABLES)}; kinds: {', '.join(FILE_KINDS)}")
-    out_dir = out_dir or TRAINED_DIR
+    out_dir = out_dir or default_write_folder(TRAINED_DIR, "--out")
+    trainer = import_trainer("models.train", "co2twin train")
     try:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from models.train import DEFAULTS, train
-
         log = _campaign(seed) if data is None else data
-        most_epochs: int = epochs or DEFAULTS["epochs"]
+        most_epochs: int = epochs or trainer.DEFAULTS["epochs"]
         total = len(variables) * len(kinds)
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                       TimeElapsedColumn(), console=err, transient=True,
@@ -98,8 +107,8 @@ def train_command(
                 if not event.done:
                     bar.advance(task)
 
-            cards = train(log, out_dir=out_dir, variables=variables, kinds=kinds, seed=seed,
-                          epochs=most_epochs, progress=progress)
+            cards = trainer.train(log, out_dir=out_dir, variables=variables, kinds=kinds, seed=seed,
+                                  epochs=most_epochs, progress=progress)
     except CosimError as exc:
         fail(exc)
     except OSError as exc:
@@ -138,14 +147,16 @@ def report_command(
     scenarios: Path | None = typer.Option(None, "--scenarios",
                                              help="folder of scenarios whose rows are checked for "
                                                   "bounds, each on its own models (default: the "
-                                                  "shipped scenarios/, when --dir is the committed "
-                                                  "models they use)"),
+                                                  "shipped scenarios/ of a source checkout, else "
+                                                  "./scenarios of the working directory, when --dir "
+                                                  "is the committed models they use)"),
     no_scenarios: bool = typer.Option(False, "--no-scenarios",
                                       help="skip running the scenarios for the joint fidelity"),
     as_json: bool = typer.Option(False, "--json", help="print JSON: the section --section names"),
     section: str = typer.Option("metrics", "--section",
                                 help="with --json: metrics ({variable: {split: {kind: metrics}}}), "
-                                     "targets, joint, scenarios, literature or all"),
+                                     "targets, joint, scenarios ({folder, runs, skipped}), "
+                                     "literature or all"),
 ) -> None:
     """Physics vs nn vs hybrid: per-variable fidelity (MAE, RMSE, R²) on the test and
     extrapolation splits, joint fidelity (bounds acting, balances from the unbounded
@@ -161,10 +172,7 @@ def report_command(
     wanted = {section} if as_json and section != "all" else set(REPORT_SECTIONS)
     committed = models_dir is None or Path(models_dir).resolve() == TRAINED_DIR.resolve()
     models_dir = models_dir or TRAINED_DIR
-    folder = scenarios if scenarios is not None else SHIPPED_SCENARIOS
-    # the shipped scenarios run on the committed models: beside other models they would say
-    # nothing about those, unless asked for by name
-    no_scenarios = no_scenarios or (scenarios is None and not committed)
+    folder, why = _scenarios_folder(scenarios, skip=no_scenarios, committed=committed)
     try:
         log, note = _report_log(data, models_dir)
         truth = compare(log, models_dir, reference="truth")
@@ -173,7 +181,7 @@ def report_command(
         measured = compare(log, models_dir, reference="measured") if not as_json else {}
         checks = targets(truth)
         together = joint(log, models_dir) if wanted & {"joint", "all"} or not as_json else {}
-        runs = ([] if no_scenarios or not (wanted & {"scenarios", "all"}) or not folder.is_dir()
+        runs = ([] if folder is None or not (wanted & {"scenarios", "all"})
                 else _scenario_bounds(folder))
         published = _literature(models_dir) if wanted & {"literature", "all"} else []
         written = [] if no_plots or plots is None else parity_plots(log, models_dir, plots)
@@ -181,8 +189,12 @@ def report_command(
         fail(exc)
     except OSError as exc:
         fail(os_error(exc))
+    if folder is not None and not runs and wanted & {"scenarios", "all"}:
+        folder, why = None, f"no scenario files (*.yaml) in {folder}"
+    ran = {"folder": None if folder is None else str(folder), "runs": runs,
+           "skipped": None if folder is not None else why}
     if as_json:
-        everything = {"metrics": truth, "targets": checks, "joint": together, "scenarios": runs,
+        everything = {"metrics": truth, "targets": checks, "joint": together, "scenarios": ran,
                       "literature": published}
         print(json.dumps(json_safe(everything if section == "all" else everything[section]),
                          allow_nan=False))
@@ -195,14 +207,44 @@ def report_command(
         out.print(f"{mark} " + escape(f"{check['variable']}: {check['target']} "
                                       f"({_fmt(check['value'])} vs {_fmt(check['limit'])})"),
                   soft_wrap=True)
-    _print_joint(together, runs, folder if not no_scenarios else None)
+    _print_joint(together, runs, folder)
+    if folder is None:
+        out.print(f"scenarios: skipped: {why}", markup=False, highlight=False, soft_wrap=True)
+    elif why:
+        err.print(f"note: {why}", markup=False, highlight=False, soft_wrap=True)
     _print_literature(published)
     for path in written:
         out.print(f"parity plot: {path}", markup=False, soft_wrap=True)
 
 
-#: the scenarios shipped with co2twin, beside the package (a source checkout)
-SHIPPED_SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
+#: the scenarios shipped with co2twin, beside the package in a source checkout (``pip install .``
+#: does not install them: the report then looks for ``./scenarios`` in the working directory)
+SHIPPED_SCENARIOS = SOURCE_ROOT / "scenarios"
+
+
+def _scenarios_folder(given: Path | None, *, skip: bool, committed: bool) -> tuple[Path | None, str]:
+    """The folder of scenarios the report runs, and a note on where it came from; or ``None``
+    and why no scenario is run (the report says so: a skipped check is never silent)."""
+    if skip:
+        return None, "--no-scenarios given"
+    if given is not None:
+        if not given.is_dir():
+            found = "a file" if given.exists() else "nothing there"
+            fail(f"--scenarios {given}: expected a folder of scenario files (*.yaml), found {found}")
+        return given, ""
+    if not committed:
+        # the shipped scenarios run on the committed models: beside other models they would
+        # say nothing about those
+        return None, ("the shipped scenarios run on the committed models, not on the --dir "
+                      "ones; give scenarios for these with --scenarios DIR")
+    if SHIPPED_SCENARIOS.is_dir():
+        return SHIPPED_SCENARIOS, ""
+    here = Path.cwd() / "scenarios"
+    if here.is_dir():
+        return here, (f"scenarios from the working directory ({here}): none installed with the "
+                      f"package ({SHIPPED_SCENARIOS})")
+    return None, (f"no scenarios folder: none installed with the package ({SHIPPED_SCENARIOS}) and "
+                  f"none in the working directory ({here}); give one with --scenarios DIR")
 
 
 def _print_metrics(truth: dict[str, Any], measured: dict[str, Any]) -> None:

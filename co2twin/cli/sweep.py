@@ -44,7 +44,7 @@ def sweep_command(
     FOLDER/kpis.parquet, and FOLDER/summary.json gets the KPI intervals (p5/p50/p95), the worst
     balances, and the sensitivity indices and percentile-band plot the spec asks for.
     """
-    from co2twin.sweep import run_sweep
+    from co2twin.sweep import check_output, run_sweep
     from co2twin.sweep_spec import load_sweep_spec
 
     show = out.is_terminal if progress is None else progress
@@ -52,6 +52,8 @@ def sweep_command(
                    console=err, disable=not show, transient=True)
     try:
         sweep = load_sweep_spec(spec)
+        # a folder that cannot take the results is refused before the banner says they go there
+        check_output(sweep, output, restart=restart)
         each = "each one ensemble" if sweep.mode == "ensemble" else f"each {sweep.mode}"
         err.print(f"{sweep.name}: {sweep.n_variants:,} variants in chunks of {sweep.chunk_size:,} "
                   f"({each}); results in {output}", markup=False, highlight=False, soft_wrap=True)

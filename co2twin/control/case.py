@@ -81,7 +81,7 @@ class ControlCase:
     def constraints(self) -> dict[str, tuple[float | None, float | None]]:
         """Signal -> (low, high) in the signal's unit (a ``unit:`` given is converted)."""
         out: dict[str, tuple[float | None, float | None]] = {}
-        units = self._units()
+        units = self.units()
         for signal, limit in self.spec.constraints.items():
             given = getattr(limit, "unit", None)
             convert = converter(given, units[signal]) if given and signal in units else float
@@ -96,7 +96,7 @@ class ControlCase:
             return self._profile(spec.price, None)
         key = name.removesuffix(".setpoint")
         if key in spec.setpoints:
-            unit = self._units().get(key)
+            unit = self.units().get(key)
             return self._profile(spec.setpoints[key] if unit is None
                                  else in_unit(spec.setpoints[key], unit), unit)
         known = (["price"] if spec.price is not None else []) + list(spec.setpoints)
@@ -118,7 +118,8 @@ class ControlCase:
             values = [float(v) for v in converter(spec.unit, unit)(values)]
         return Table(tuple(times), tuple(values), spec.csv.interpolation, spec.csv.hold)
 
-    def _units(self) -> dict[str, str]:
+    def units(self) -> dict[str, str]:
+        """Signal (``component.port``, inputs and outputs) -> its unit in this case's plant."""
         sem = Semantics(self.scenario)
         return {name: port.unit for name, port in {**sem.ports, **sem.outputs}.items()}
 

@@ -24,7 +24,8 @@ from ..kpi import limit_rows
 from ..scenario_schema import CONTROL_KPIS
 from .case import ControlCase
 
-__all__ = ["control_kpis", "score", "Verdict", "kpi_unit", "SETTLING_BAND"]
+__all__ = ["control_kpis", "score", "Verdict", "kpi_unit", "bound_text", "case_thresholds",
+           "SETTLING_BAND"]
 
 #: a set-point step has settled when the value stays within this share of the step
 SETTLING_BAND = 0.05
@@ -192,12 +193,17 @@ class Verdict:
 
     @property
     def bound_text(self) -> str:
-        parts = []
-        if self.min is not None:
-            parts.append(f">= {self.min:g}")
-        if self.max is not None:
-            parts.append(f"<= {self.max:g}")
-        return " and ".join(parts)
+        return bound_text(self.min, self.max)
+
+
+def bound_text(low: float | None, high: float | None) -> str:
+    """``>= low``, ``<= high``, or both joined by "and" (an open side is left out)."""
+    parts = []
+    if low is not None:
+        parts.append(f">= {low:g}")
+    if high is not None:
+        parts.append(f"<= {high:g}")
+    return " and ".join(parts)
 
 
 def score(figures: Mapping[str, Any], case: ControlCase) -> list[Verdict]:
@@ -214,6 +220,24 @@ def score(figures: Mapping[str, Any], case: ControlCase) -> list[Verdict]:
             verdicts.append(Verdict(kpi, None, None if value is None else float(value),
                                     bound.min, bound.max))
     return verdicts
+
+
+def case_thresholds(case: ControlCase) -> list[tuple[str, str | None, str, str]]:
+    """``(kpi, signal, threshold, unit)`` of each threshold of ``case``, known before any run. A
+    per-signal KPI (tracking, step response, violations, travel) gives one row per signal (else
+    ``signal`` is None), its unit resolved by :func:`kpi_unit` as a run's rows resolve theirs."""
+    spec = case.spec
+    setpoints = list(spec.setpoints)
+    signals = {**dict.fromkeys(("tracking_iae", "tracking_ise", "overshoot_pct", "settling_time_s"),
+                               setpoints),
+               "integral_outside": list(spec.constraints), "actuator_travel": case.actuators}
+    units = case.units()
+    rows: list[tuple[str, str | None, str, str]] = []
+    for kpi, bound in spec.kpis.items():
+        keys: list[str | None] = list(signals.get(kpi, [])) or [None]
+        for key in keys:
+            rows.append((kpi, key, bound_text(bound.min, bound.max), kpi_unit(kpi, key, units)))
+    return rows
 
 
 def kpi_unit(kpi: str, key: str | None, units: Mapping[str, str]) -> str:
